@@ -1,0 +1,2 @@
+'use strict'
+module.exports = (...args) => args.slice(0, -1).some(Boolean)

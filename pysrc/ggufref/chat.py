@@ -1,0 +1,300 @@
+"""Chat templates: OpenAI-style messages -> the prompt string a model was trained on.
+
+Stage: ``messages -> chat.py -> prompt -> tokenizer``.
+
+A GGUF usually carries its chat template as Jinja source in ``tokenizer.chat_template``
+(and sometimes named variants such as ``tokenizer.chat_template.tool_use``).
+We render it exactly as Hugging Face's ``apply_chat_template`` would, inside the bounded
+sandbox of ``chat_sandbox.py`` (templates are untrusted code).
+When the file has no template (our default Gemma 3 270M base model has none), a built-in
+fallback is chosen by architecture from ``ggufref/templates/``.
+
+The rendered prompt often starts with the BOS token *as text* (``{{ bos_token }}``);
+the tokenizer must then not add a second BOS: see ``begins_with_bos``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from ggufref.chat_sandbox import BoundedSandbox, render_bounded, run_with_deadline
+from ggufref.errors import TemplateError
+
+# Strings that end an assistant turn in the template families we know; generation stops there.
+END_OF_TURN_MARKERS = (
+    "<end_of_turn>",  # Gemma
+    "<|im_end|>",  # ChatML, Qwen
+    "<|eot_id|>",  # Llama 3
+    "<|eom_id|>",  # Llama 3.1, after a built-in tool call
+    "<|end_of_text|>",  # Llama 3 EOS
+    "<|endoftext|>",  # Qwen EOS
+    "<|end|>",  # Phi 3
+)
+
+# Built-in fallbacks: family -> (file, default bos, default eos).
+FALLBACKS: dict[str, tuple[str, str, str]] = {
+    "gemma": ("gemma.jinja", "<bos>", "<eos>"),
+    "chatml": ("chatml.jinja", "", "<|im_end|>"),
+    "llama3": ("llama3.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+}
+_ARCH_FAMILY = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "gemma3n": "gemma",
+    "qwen2": "chatml",
+    "qwen2moe": "chatml",
+    "qwen3": "chatml",
+    "qwen3moe": "chatml",
+}
+
+TEMPLATE_KEY = "tokenizer.chat_template"
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def _arguments_as_dict(arguments: Any) -> Any:
+    """Tool-call arguments as a dict when they are a JSON object string (OpenAI sends strings).
+
+    Templates differ: Llama 3 writes ``arguments | tojson`` (a string would be quoted twice),
+    Qwen accepts either. A dict is what transformers documents, so we pass dicts.
+    """
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+        return parsed if isinstance(parsed, dict) else arguments
+    return {} if arguments is None else arguments
+
+
+def _normalize_call(call: Any) -> dict[str, Any]:
+    """One tool call in OpenAI shape ``{"id"?, "type": "function", "function": {...}}``."""
+    if not isinstance(call, Mapping):  # e.g. tools.ToolCall
+        call = {
+            "id": getattr(call, "id", None),
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+    fn = call.get("function", call)
+    out: dict[str, Any] = {
+        "type": "function",
+        "function": {"name": fn.get("name"), "arguments": _arguments_as_dict(fn.get("arguments"))},
+    }
+    if call.get("id"):
+        out["id"] = call["id"]
+    return out
+
+
+# tag::normalize[]
+def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``messages`` in the shape real templates can digest.
+
+    - ``content: None`` (an assistant turn that only calls tools) becomes ``""``:
+      templates do ``message.content + ...`` and ``None`` would fail.
+    - ``tool_calls`` arguments become dicts; an empty ``tool_calls`` list is dropped,
+      because Llama 3 tests ``'tool_calls' in message`` and then demands exactly one call.
+    - No key is added that the caller did not give, for the same reason.
+    """
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise TemplateError(f"message {i} needs a 'role' string, got {message!r:.80}")
+        msg = dict(message)
+        if msg.get("content") is None:
+            msg["content"] = ""
+        elif isinstance(msg["content"], int | float):
+            msg["content"] = str(msg["content"])
+        if "tool_calls" in msg:
+            if msg["tool_calls"]:
+                msg["tool_calls"] = [_normalize_call(c) for c in msg["tool_calls"]]
+            else:
+                del msg["tool_calls"]
+        out.append(msg)
+    return out
+
+
+# end::normalize[]
+
+
+# --- BOS handling --------------------------------------------------------------------------
+
+
+def begins_with_bos(text: str, bos_token: str) -> bool:
+    """True when the rendered prompt already starts with BOS (the tokenizer must not add one)."""
+    return bool(bos_token) and text.startswith(bos_token)
+
+
+def strip_leading_bos(text: str, bos_token: str) -> str:
+    """``text`` without one leading BOS, for tokenizers that always add their own."""
+    return text[len(bos_token) :] if begins_with_bos(text, bos_token) else text
+
+
+# --- metadata helpers ----------------------------------------------------------------------
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _token_text(metadata: Mapping[str, Any], id_key: str) -> str | None:
+    """The text of the special token whose id is stored under ``id_key``, if both exist."""
+    token_id = metadata.get(id_key)
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    if token_id is None or tokens is None:
+        return None
+    try:
+        return _as_str(tokens[int(token_id)])
+    except (IndexError, TypeError, ValueError):
+        return None
+
+
+def template_names(metadata: Mapping[str, Any]) -> list[str]:
+    """Named template variants in the file (``tool_use``, ``rag``...), default excluded."""
+    prefix = TEMPLATE_KEY + "."
+    return sorted(k[len(prefix) :] for k in metadata if k.startswith(prefix))
+
+
+def fallback_family(arch: str, metadata: Mapping[str, Any] | None = None) -> str:
+    """Which built-in template fits an architecture that shipped without one."""
+    if arch in _ARCH_FAMILY:
+        return _ARCH_FAMILY[arch]
+    tokens = (metadata or {}).get("tokenizer.ggml.tokens")
+    # "llama" covers Llama 2, Mistral and Llama 3 alike; only Llama 3 has header tokens.
+    if arch == "llama" and (tokens is None or "<|start_header_id|>" in list(tokens)):
+        return "llama3"
+    return "chatml"
+
+
+def builtin_source(family: str) -> str:
+    """The Jinja source of one of our fallback templates (package data)."""
+    if family not in FALLBACKS:
+        raise TemplateError(f"no built-in chat template {family!r}; have {sorted(FALLBACKS)}")
+    ref = resources.files("ggufref") / "templates" / FALLBACKS[family][0]
+    return ref.read_text(encoding="utf-8")
+
+
+# --- the template --------------------------------------------------------------------------
+
+
+class ChatTemplate:
+    """A compiled chat template plus the special tokens it refers to.
+
+    >>> t = ChatTemplate("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}",
+    ...                  bos_token="<s>", eos_token="</s>")
+    >>> t.render([{"role": "user", "content": "hi"}])
+    '<user>hi'
+    """
+
+    def __init__(
+        self,
+        source: str,
+        bos_token: str = "",
+        eos_token: str = "",
+        name: str = "gguf",
+        *,
+        now: Callable[[], _dt.datetime] | None = None,
+    ) -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise TemplateError(f"chat template {name!r} is empty")
+        self.source = source
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.name = name
+        self._now = now or _dt.datetime.now
+        env = BoundedSandbox()
+        env.globals["strftime_now"] = self._strftime_now
+        self._template: jinja2.Template = run_with_deadline(lambda: env.from_string(source))
+
+    def _strftime_now(self, fmt: str) -> str:
+        if not isinstance(fmt, str) or len(fmt) > 100:
+            raise TemplateError("chat template: strftime_now needs a short format string")
+        return self._now().strftime(fmt)
+
+    # tag::render[]
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        **extra: Any,
+    ) -> str:
+        """The prompt text for ``messages`` (OpenAI-style dicts) and optional tool schemas.
+
+        ``extra`` reaches the template as further variables (``date_string``,
+        ``tools_in_user_message``, ``reasoning_effort``...), as in transformers.
+        """
+        context = {
+            **extra,
+            "messages": normalize_messages(messages),
+            "tools": list(tools) if tools else None,
+            "add_generation_prompt": add_generation_prompt,
+            "enable_thinking": enable_thinking,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+        }
+        return run_with_deadline(lambda: render_bounded(self._template, context))
+
+    # end::render[]
+
+    @property
+    def end_of_turn_tokens(self) -> list[str]:
+        """End-of-turn markers this template writes, then EOS: where generation should stop."""
+        found = [m for m in END_OF_TURN_MARKERS if m in self.source]
+        if self.eos_token and self.eos_token not in found:
+            found.append(self.eos_token)
+        return found
+
+    def stop_strings(self) -> list[str]:
+        """Stop strings for ``Completer.complete``."""
+        return list(self.end_of_turn_tokens)
+
+    def begins_with_bos(self, prompt: str) -> bool:
+        return begins_with_bos(prompt, self.bos_token)
+
+    @classmethod
+    def builtin(cls, family: str, bos_token: str | None = None, eos_token: str | None = None):
+        """One of our fallback templates, with its family's default special tokens."""
+        _, bos, eos = FALLBACKS.get(family, ("", "", ""))
+        return cls(
+            builtin_source(family),
+            bos_token if bos_token is not None else bos,
+            eos_token if eos_token is not None else eos,
+            name=f"builtin:{family}",
+        )
+
+    # tag::for_model[]
+    @classmethod
+    def for_model(
+        cls, metadata: Mapping[str, Any], arch: str, variant: str | None = None
+    ) -> ChatTemplate:
+        """The GGUF's own template (or its named ``variant``), else a built-in by ``arch``.
+
+        ``metadata`` maps GGUF keys to Python values (strings, ints, the token list).
+        """
+        key = f"{TEMPLATE_KEY}.{variant}" if variant else TEMPLATE_KEY
+        source = _as_str(metadata.get(key))
+        bos = _token_text(metadata, "tokenizer.ggml.bos_token_id")
+        eos = _token_text(metadata, "tokenizer.ggml.eos_token_id")
+        if source:
+            return cls(source, bos or "", eos or "", name=key)
+        if variant:
+            have = template_names(metadata)
+            raise TemplateError(f"model has no chat template {variant!r}; named ones: {have}")
+        return cls.builtin(fallback_family(arch, metadata), bos, eos)
+
+    # end::for_model[]
+
+    def __repr__(self) -> str:
+        return f"ChatTemplate(name={self.name!r}, bos={self.bos_token!r}, eos={self.eos_token!r})"

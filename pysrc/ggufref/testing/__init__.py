@@ -1,0 +1,1 @@
+"""Helpers that build small synthetic GGUF files for the tests."""
