@@ -1,0 +1,148 @@
+// ggufref_internal.h — what the kernel files share: half/bfloat conversions, the dot-product
+// signature, the per-format dispatch table, activation quantizers and the thread pool.
+//
+// Legend: n = elements in one row (a multiple of the format's block size),
+//         w = one weight row (n / block_elems blocks), x = one activation row in the format's
+//         activation type (float, block_q8_0x or block_q8_K).
+#ifndef GGUFREF_INTERNAL_H
+#define GGUFREF_INTERNAL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ggufref_blocks.h"
+
+// ggml's type ids (gguf.GGMLQuantizationType); they are stored in GGUF files.
+enum ggr_type {
+    GGR_F32 = 0, GGR_F16 = 1, GGR_Q4_0 = 2, GGR_Q4_1 = 3, GGR_Q5_0 = 6, GGR_Q5_1 = 7,
+    GGR_Q8_0 = 8, GGR_Q2_K = 10, GGR_Q3_K = 11, GGR_Q4_K = 12, GGR_Q5_K = 13, GGR_Q6_K = 14,
+    GGR_BF16 = 30,
+};
+
+// Instruction-set levels, lowest first. Every level falls back to the one below for formats
+// that have no kernel of their own at that level.
+enum ggr_isa { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_COUNT = 3 };
+
+// What the activations of a format are converted to before the dot products.
+enum ggr_act { ACT_F32 = 0, ACT_Q8_0X = 1, ACT_Q8_K = 2 };
+
+// ---------------------------------------------------------------- half and bfloat16
+static inline float ggr_bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint32_t ggr_f32_to_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+// binary16 -> binary32 is exact: widen the exponent, shift the mantissa.
+static inline float ggr_fp16_to_fp32(ggml_half h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    if (exp == 0x1f) return ggr_bits_to_f32(sign | 0x7f800000 | (man << 13));  // inf, nan
+    if (exp == 0) {                                   // zero or subnormal: man * 2^-24
+        float v = (float)man * 5.9604644775390625e-08f;
+        return sign ? -v : v;
+    }
+    return ggr_bits_to_f32(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+// binary32 -> binary16, round to nearest even (what F16C's vcvtps2ph does by default).
+static inline ggml_half ggr_fp32_to_fp16(float f) {
+    uint32_t x = ggr_f32_to_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffff;
+    if (ax > 0x7f800000) return (ggml_half)(sign | 0x7e00);  // nan
+    if (ax >= 0x477ff000) return (ggml_half)(sign | 0x7c00); // >= 65520 rounds to inf
+    if (ax < 0x38800000) {                                   // below 2^-14: subnormal half
+        float q = nearbyintf(ggr_bits_to_f32(ax) * 16777216.0f);  // units of 2^-24
+        return (ggml_half)(sign | (uint32_t)q);
+    }
+    uint32_t h = ax - 0x38000000;  // rebias the exponent 127 -> 15 (still 13 extra bits)
+    h = (h + 0xfff + ((h >> 13) & 1)) >> 13;
+    return (ggml_half)(sign | h);
+}
+
+static inline float ggr_bf16_to_fp32(ggml_bf16 b) { return ggr_bits_to_f32((uint32_t)b << 16); }
+
+// ---------------------------------------------------------------- dot products
+// One weight row dotted with one activation row: sum_i w[i] * x[i] (x already converted).
+typedef float (*ggr_dot_fn)(int n, const void *w, const void *x);
+
+typedef struct {
+    int qtype;            // enum ggr_type
+    const char *name;     // "Q4_K"
+    int block_elems;      // elements per block
+    int block_bytes;      // bytes per block
+    int act;              // enum ggr_act
+    ggr_dot_fn dot[ISA_COUNT];  // per level; NULL = use the level below
+} ggr_format;
+
+const ggr_format *ggr_format_of(int qtype);  // NULL if unsupported
+
+// Scalar references (dot_scalar.c): they read as the formula.
+float ggr_dot_f32_scalar(int n, const void *w, const void *x);
+float ggr_dot_f16_scalar(int n, const void *w, const void *x);
+float ggr_dot_bf16_scalar(int n, const void *w, const void *x);
+float ggr_dot_q4_0_scalar(int n, const void *w, const void *x);
+float ggr_dot_q4_1_scalar(int n, const void *w, const void *x);
+float ggr_dot_q5_0_scalar(int n, const void *w, const void *x);
+float ggr_dot_q5_1_scalar(int n, const void *w, const void *x);
+float ggr_dot_q8_0_scalar(int n, const void *w, const void *x);
+float ggr_dot_q2_K_scalar(int n, const void *w, const void *x);
+float ggr_dot_q3_K_scalar(int n, const void *w, const void *x);
+float ggr_dot_q4_K_scalar(int n, const void *w, const void *x);
+float ggr_dot_q5_K_scalar(int n, const void *w, const void *x);
+float ggr_dot_q6_K_scalar(int n, const void *w, const void *x);
+
+// AVX2 + FMA + F16C (dot_avx2.c).
+float ggr_dot_f32_avx2(int n, const void *w, const void *x);
+float ggr_dot_f16_avx2(int n, const void *w, const void *x);
+float ggr_dot_bf16_avx2(int n, const void *w, const void *x);
+float ggr_dot_q4_0_avx2(int n, const void *w, const void *x);
+float ggr_dot_q4_1_avx2(int n, const void *w, const void *x);
+float ggr_dot_q5_0_avx2(int n, const void *w, const void *x);
+float ggr_dot_q5_1_avx2(int n, const void *w, const void *x);
+float ggr_dot_q8_0_avx2(int n, const void *w, const void *x);
+float ggr_dot_q2_K_avx2(int n, const void *w, const void *x);
+float ggr_dot_q3_K_avx2(int n, const void *w, const void *x);
+float ggr_dot_q4_K_avx2(int n, const void *w, const void *x);
+float ggr_dot_q5_K_avx2(int n, const void *w, const void *x);
+float ggr_dot_q6_K_avx2(int n, const void *w, const void *x);
+
+// AVX-512 F/BW/VL + VNNI (dot_avx512.c): the formats of the default model's hot path.
+float ggr_dot_q4_0_avx512(int n, const void *w, const void *x);
+float ggr_dot_q5_0_avx512(int n, const void *w, const void *x);
+float ggr_dot_q8_0_avx512(int n, const void *w, const void *x);
+float ggr_dot_q4_K_avx512(int n, const void *w, const void *x);
+float ggr_dot_q5_K_avx512(int n, const void *w, const void *x);
+float ggr_dot_q6_K_avx512(int n, const void *w, const void *x);
+
+// ---------------------------------------------------------------- activation quantizers
+// x (n,) float -> n / 32 block_q8_0x, or n / 256 block_q8_K.
+void ggr_quantize_q8_0x_scalar(int n, const float *x, block_q8_0x *y);
+void ggr_quantize_q8_K_scalar(int n, const float *x, block_q8_K *y);
+void ggr_quantize_q8_0x_avx2(int n, const float *x, block_q8_0x *y);
+
+// ---------------------------------------------------------------- cpu features, threads
+#define GGR_CPU_AVX2 1       // AVX2 + FMA + F16C, with the OS saving ymm state
+#define GGR_CPU_AVX512 2     // AVX-512 F + BW + VL, with the OS saving zmm and mask state
+#define GGR_CPU_VNNI 4       // AVX-512 VNNI
+#define GGR_CPU_AVX_VNNI 8   // VEX-encoded VNNI
+#define GGR_CPU_BF16 16      // AVX-512 BF16
+int ggr_cpu_features(void);
+int ggr_best_isa(void);  // highest enum ggr_isa the CPU runs
+
+// Run fn(ctx, task) for task in [0, n_tasks) on the pool; returns when all are done.
+typedef void (*ggr_task_fn)(void *ctx, int64_t task);
+void ggr_pool_run(ggr_task_fn fn, void *ctx, int64_t n_tasks);
+int ggr_pool_threads(void);
+
+#endif

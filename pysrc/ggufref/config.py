@@ -1,0 +1,98 @@
+"""Stage 2b: per-architecture hyperparameters read from GGUF metadata.
+
+Every number the forward pass needs comes from here; ``model/`` never reads metadata itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ggufref.errors import ModelError
+from ggufref.gguf_file import GGUFFile
+
+SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3")
+
+# RoPE pairing per architecture: "normal" rotates (x[2i], x[2i+1]); "neox" rotates (x[i], x[i+d/2]).
+ROPE_PAIRING = {"llama": "normal", "mistral": "normal", "qwen2": "neox", "qwen3": "neox",
+                "gemma3": "neox"}
+
+
+# tag::model_config[]
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str
+    n_vocab: int
+    n_ctx_train: int  # context length the model was trained with
+    n_embd: int  # width of the residual stream
+    n_layer: int
+    n_head: int  # query heads
+    n_head_kv: int  # key/value heads (grouped-query attention when < n_head)
+    head_dim: int  # per-head width of Q and K
+    head_dim_v: int  # per-head width of V
+    n_ff: int  # hidden width of the feed-forward block
+    rms_eps: float
+    rope_base: float  # RoPE theta for global layers
+    rope_base_local: float  # RoPE theta for sliding-window layers (gemma3)
+    rope_neox: bool
+    rope_freq_scale: float = 1.0
+    sliding_window: int = 0  # 0 = every layer attends to the whole context
+    swa_layers: tuple[bool, ...] = field(default=())  # per layer: uses the sliding window
+    attn_scale: float = 0.0  # multiplies Q before Q.K (1/sqrt(head_dim) unless said otherwise)
+    tied_output: bool = False  # logits come from token_embd (no output.weight)
+# end::model_config[]
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_head_kv * self.head_dim
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile) -> ModelConfig:
+        arch = f.arch
+        if arch not in SUPPORTED_ARCHS:
+            raise ModelError(f"{f.path}: architecture {arch!r} is not supported; "
+                             f"supported: {', '.join(SUPPORTED_ARCHS)}")
+        n_embd = f.get_int(f.arch_key("embedding_length"))
+        n_head = f.get_int(f.arch_key("attention.head_count"))
+        n_layer = f.get_int(f.arch_key("block_count"))
+        head_dim = f.get_int(f.arch_key("attention.key_length"), n_embd // max(n_head, 1))
+        n_vocab = f.array_len("tokenizer.ggml.tokens") or f.tensor("token_embd.weight").shape[0]
+        window = f.get_int(f.arch_key("attention.sliding_window"), 0) if arch == "gemma3" else 0
+        # gemma3: five sliding-window layers, then one global layer, repeating.
+        swa = tuple(window > 0 and (i % 6) < 5 for i in range(n_layer))
+        scale = f.get_float(f.arch_key("rope.scaling.factor"), 1.0)
+        cfg = cls(
+            arch=arch,
+            n_vocab=n_vocab,
+            n_ctx_train=f.get_int(f.arch_key("context_length")),
+            n_embd=n_embd,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_head_kv=f.get_int(f.arch_key("attention.head_count_kv"), n_head),
+            head_dim=head_dim,
+            head_dim_v=f.get_int(f.arch_key("attention.value_length"), head_dim),
+            n_ff=f.get_int(f.arch_key("feed_forward_length")),
+            rms_eps=f.get_float(f.arch_key("attention.layer_norm_rms_epsilon")),
+            rope_base=f.get_float(f.arch_key("rope.freq_base"), 10000.0),
+            rope_base_local=10000.0,
+            rope_neox=ROPE_PAIRING[arch] == "neox",
+            rope_freq_scale=1.0 / scale if scale else 1.0,
+            sliding_window=window,
+            swa_layers=swa,
+            attn_scale=1.0 / math.sqrt(head_dim),
+            tied_output="output.weight" not in f.tensors,
+        )
+        cfg.validate(str(f.path))
+        return cfg
+
+    def validate(self, where: str) -> None:
+        checks = [
+            (self.n_head > 0 and self.n_head_kv > 0, "head counts must be > 0"),
+            (self.n_head % self.n_head_kv == 0, "head_count must be a multiple of head_count_kv"),
+            (self.head_dim % 2 == 0, "head dimension must be even for RoPE"),
+            (self.n_layer > 0 and self.n_embd > 0 and self.n_ff > 0, "sizes must be > 0"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                raise ModelError(f"{where}: {what} (n_head={self.n_head}, "
+                                 f"n_head_kv={self.n_head_kv}, head_dim={self.head_dim})")
