@@ -1,0 +1,137 @@
+"""Stage 6: a loaded model — config, weights (still in their GGUF blocks), KV cache.
+
+``Model.forward(tokens, pos0)`` runs one batched pass: a whole prompt (prefill) or one token
+(decode), and returns the logits of the last position (or of all, for tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ggufref import formats
+from ggufref.config import ModelConfig
+from ggufref.errors import ModelError
+from ggufref.gguf_file import GGUFFile
+from ggufref.model.kv_cache import KVCache
+from ggufref.weights import QuantTensor
+
+
+# tag::layer_weights[]
+@dataclass
+class LayerWeights:
+    attn_norm: np.ndarray  # (n_embd,)
+    wq: QuantTensor  # (n_head * hd, n_embd)
+    wk: QuantTensor  # (n_head_kv * hd, n_embd)
+    wv: QuantTensor  # (n_head_kv * hd_v, n_embd)
+    wo: QuantTensor  # (n_embd, n_head * hd_v)
+    ffn_norm: np.ndarray  # (n_embd,)
+    w_gate: QuantTensor  # (n_ff, n_embd)
+    w_up: QuantTensor  # (n_ff, n_embd)
+    w_down: QuantTensor  # (n_embd, n_ff)
+    bq: np.ndarray | None = None  # (n_head * hd,)      qwen2
+    bk: np.ndarray | None = None  # (n_head_kv * hd,)   qwen2
+    bv: np.ndarray | None = None  # (n_head_kv * hd_v,) qwen2
+    q_norm: np.ndarray | None = None  # (hd,)            qwen3, gemma3
+    k_norm: np.ndarray | None = None  # (hd,)            qwen3, gemma3
+    post_attn_norm: np.ndarray | None = None  # (n_embd,) gemma3
+    post_ffn_norm: np.ndarray | None = None  # (n_embd,)  gemma3
+# end::layer_weights[]
+
+
+def _optional(f: GGUFFile, name: str) -> np.ndarray | None:
+    return f.vector(name) if name in f.tensors else None
+
+
+def load_layer(f: GGUFFile, cfg: ModelConfig, i: int) -> LayerWeights:
+    p = f"blk.{i}."
+    lw = LayerWeights(
+        attn_norm=f.vector(p + "attn_norm.weight"),
+        wq=f.quant_tensor(p + "attn_q.weight"),
+        wk=f.quant_tensor(p + "attn_k.weight"),
+        wv=f.quant_tensor(p + "attn_v.weight"),
+        wo=f.quant_tensor(p + "attn_output.weight"),
+        ffn_norm=f.vector(p + "ffn_norm.weight"),
+        w_gate=f.quant_tensor(p + "ffn_gate.weight"),
+        w_up=f.quant_tensor(p + "ffn_up.weight"),
+        w_down=f.quant_tensor(p + "ffn_down.weight"),
+        bq=_optional(f, p + "attn_q.bias"),
+        bk=_optional(f, p + "attn_k.bias"),
+        bv=_optional(f, p + "attn_v.bias"),
+        q_norm=_optional(f, p + "attn_q_norm.weight"),
+        k_norm=_optional(f, p + "attn_k_norm.weight"),
+        post_attn_norm=_optional(f, p + "post_attention_norm.weight"),
+        post_ffn_norm=_optional(f, p + "post_ffw_norm.weight"),
+    )
+    _check_shapes(f, cfg, i, lw)
+    return lw
+
+
+def _check_shapes(f: GGUFFile, cfg: ModelConfig, i: int, lw: LayerWeights) -> None:
+    expect = {
+        "attn_q": (lw.wq, (cfg.n_head * cfg.head_dim, cfg.n_embd)),
+        "attn_k": (lw.wk, (cfg.n_head_kv * cfg.head_dim, cfg.n_embd)),
+        "attn_v": (lw.wv, (cfg.n_head_kv * cfg.head_dim_v, cfg.n_embd)),
+        "attn_output": (lw.wo, (cfg.n_embd, cfg.n_head * cfg.head_dim_v)),
+        "ffn_gate": (lw.w_gate, (cfg.n_ff, cfg.n_embd)),
+        "ffn_up": (lw.w_up, (cfg.n_ff, cfg.n_embd)),
+        "ffn_down": (lw.w_down, (cfg.n_embd, cfg.n_ff)),
+    }
+    for name, (w, shape) in expect.items():
+        if w.shape != shape:
+            raise ModelError(f"{f.path}: blk.{i}.{name}.weight has shape {w.shape}, "
+                             f"expected {shape} from the metadata")
+
+
+class Model:
+    """A model ready to run: weights mapped from the file, a KV cache of n_ctx positions."""
+
+    def __init__(self, f: GGUFFile, n_ctx: int | None = None):
+        self.file = f
+        self.cfg = cfg = ModelConfig.from_gguf(f)
+        n_ctx = n_ctx or min(cfg.n_ctx_train, 4096)
+        if n_ctx <= 0:
+            raise ModelError(f"context size must be > 0, got {n_ctx}")
+        if n_ctx > cfg.n_ctx_train:
+            raise ModelError(f"context size {n_ctx} exceeds the model's trained context "
+                             f"{cfg.n_ctx_train}")
+        self.n_ctx = n_ctx
+        self.token_embd = f.quant_tensor("token_embd.weight")  # (n_vocab, n_embd)
+        self.output = self.token_embd if cfg.tied_output else f.quant_tensor("output.weight")
+        self.output_norm = f.vector("output_norm.weight")
+        self.layers = [load_layer(f, cfg, i) for i in range(cfg.n_layer)]
+        self.cache = KVCache(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
+        self._forward = _forward_for(cfg.arch)
+        self.profile: dict[str, float] | None = None
+
+    def embed(self, tokens: np.ndarray) -> np.ndarray:
+        """tokens (n,) -> float32 (n, n_embd): decode just these rows of token_embd."""
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.token_embd.rows):
+            raise ModelError(f"token id out of range 0..{self.token_embd.rows - 1}")
+        rows = self.token_embd.data[tokens]  # (n, row_bytes)
+        return formats.dequantize(self.token_embd.qtype, rows).reshape(len(tokens), -1)
+
+    def forward(self, tokens: list[int] | np.ndarray, pos0: int | None = None,
+                all_logits: bool = False) -> np.ndarray:
+        """Run tokens at positions pos0.. through the model; (n or 1, n_vocab) float32 logits."""
+        toks = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        pos0 = self.cache.n_past if pos0 is None else pos0
+        if pos0 + len(toks) > self.n_ctx:
+            raise ModelError(f"{pos0 + len(toks)} tokens do not fit in the context of "
+                             f"{self.n_ctx} (use --ctx to enlarge it)")
+        logits = self._forward(self, toks, pos0, all_logits)
+        self.cache.n_past = pos0 + len(toks)
+        return logits
+
+    def reset(self) -> None:
+        self.cache.n_past = 0
+
+
+def _forward_for(arch: str) -> Callable[..., np.ndarray]:
+    from ggufref.model import gemma3, llama
+
+    if arch == "gemma3":
+        return gemma3.forward
+    return llama.forward

@@ -1,0 +1,43 @@
+"""Stage 6b: the KV cache — keys and values of every past position, preallocated once.
+
+Layout: k, v float32 (n_layer, n_head_kv, n_ctx, head_dim). A head's positions are contiguous, so
+attention for one head reads one (c, hd) slab. Values are stored rounded to fp16 precision, the
+precision of llama.cpp's default fp16 cache, so both engines attend over the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ggufref.errors import ModelError
+from ggufref.model.ops import to_f16_precision
+
+
+# tag::kv_cache[]
+class KVCache:
+    def __init__(self, n_layer: int, n_head_kv: int, n_ctx: int, head_dim: int, head_dim_v: int):
+        self.n_ctx = n_ctx
+        self.k = np.zeros((n_layer, n_head_kv, n_ctx, head_dim), dtype=np.float32)
+        self.v = np.zeros((n_layer, n_head_kv, n_ctx, head_dim_v), dtype=np.float32)
+        self.n_past = 0  # positions 0..n_past-1 hold valid entries
+
+    def store(self, layer: int, pos0: int, k: np.ndarray, v: np.ndarray) -> None:
+        """k (n, h_kv, hd), v (n, h_kv, hd_v) for positions pos0 .. pos0+n-1."""
+        n = k.shape[0]
+        if pos0 + n > self.n_ctx:
+            raise ModelError(f"context full: position {pos0 + n} exceeds n_ctx {self.n_ctx}")
+        self.k[layer, :, pos0 : pos0 + n] = to_f16_precision(k).transpose(1, 0, 2)
+        self.v[layer, :, pos0 : pos0 + n] = to_f16_precision(v).transpose(1, 0, 2)
+
+    def view(self, layer: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(k, v) of one layer for positions 0..end-1: (h_kv, end, hd) each, no copy."""
+        return self.k[layer, :, :end], self.v[layer, :, :end]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.k.nbytes + self.v.nbytes)
+# end::kv_cache[]
+
+    def truncate(self, n: int) -> None:
+        """Forget positions n.. (a chat turn that shares a prefix reuses positions 0..n-1)."""
+        self.n_past = min(self.n_past, n)
