@@ -433,3 +433,21 @@ _REQUIRED = object()
 def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     """Open and validate a GGUF file; raises GGUFError with a one-line message on any problem."""
     return GGUFFile(path)
+
+
+def memory_plan(f: GGUFFile, n_ctx: int = 1024) -> Any:
+    """The MemoryPlan of a model file for a context of n_ctx positions."""
+    from ggufref.weights import MemoryPlan
+
+    tensors = {t.name: (t.nbytes, int(np.prod(t.shape))) for t in f.tensors.values()}
+    n_head = int(f.arch_get("attention.head_count", 1) or 1)
+    n_embd = int(f.arch_get("embedding_length", 0) or 0)
+    head_dim = int(f.arch_get("attention.key_length", n_embd // n_head) or 0)
+    return MemoryPlan.build(
+        tensors,
+        n_layer=int(f.arch_get("block_count", 0) or 0),
+        n_head_kv=int(f.arch_get("attention.head_count_kv", n_head) or n_head),
+        head_dim=head_dim,
+        head_dim_v=int(f.arch_get("attention.value_length", head_dim) or head_dim),
+        n_ctx=n_ctx,
+    )

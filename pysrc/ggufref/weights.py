@@ -68,3 +68,78 @@ class QuantTensor:
         the engine itself never calls this on a weight matrix."""
         return self.dequantize_rows(0, self.rows)
 # end::quant_tensor[]
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory plan: what stays resident, and what FP32 would have cost
+# ---------------------------------------------------------------------------------------------
+
+GROUPS = ("embeddings", "attention", "ffn", "norms", "output", "other")
+
+
+def tensor_group(name: str) -> str:
+    """Which part of the model a tensor belongs to, from its GGUF name."""
+    if name.startswith("token_embd"):
+        return "embeddings"
+    if "norm" in name:
+        return "norms"
+    if name.startswith("output"):
+        return "output"
+    if ".attn_" in name:
+        return "attention"
+    if ".ffn_" in name:
+        return "ffn"
+    return "other"
+
+
+@dataclass
+class GroupPlan:
+    group: str
+    tensors: int = 0
+    stored_bytes: int = 0  # resident as stored: the mapped GGUF blocks
+    fp32_bytes: int = 0  # what a dequantized FP32 copy would take
+
+
+# tag::memory_plan[]
+@dataclass
+class MemoryPlan:
+    """Bytes per tensor group as stored vs as FP32, plus the KV cache for a context length."""
+
+    groups: list[GroupPlan]
+    n_ctx: int
+    kv_cache_bytes: int  # our cache: float32 K and V, (n_layer, n_head_kv, n_ctx, head_dim) each
+    kv_cache_bytes_f16: int  # the same cache at llama.cpp's default fp16
+
+    @classmethod
+    def build(cls, tensors: dict[str, tuple[int, int]], n_layer: int, n_head_kv: int,
+              head_dim: int, head_dim_v: int, n_ctx: int) -> MemoryPlan:
+        """tensors: name -> (stored bytes, element count)."""
+        groups = {g: GroupPlan(g) for g in GROUPS}
+        for name, (nbytes, n_elems) in tensors.items():
+            g = groups[tensor_group(name)]
+            g.tensors += 1
+            g.stored_bytes += nbytes
+            g.fp32_bytes += 4 * n_elems
+        per_pos = n_layer * n_head_kv * (head_dim + head_dim_v)
+        return cls([g for g in groups.values() if g.tensors], n_ctx, 4 * per_pos * n_ctx,
+                   2 * per_pos * n_ctx)
+
+    @property
+    def stored_total(self) -> int:
+        return sum(g.stored_bytes for g in self.groups)
+
+    @property
+    def fp32_total(self) -> int:
+        return sum(g.fp32_bytes for g in self.groups)
+# end::memory_plan[]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "groups": [vars(g) for g in self.groups],
+            "n_ctx": self.n_ctx,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "kv_cache_bytes_f16": self.kv_cache_bytes_f16,
+            "stored_total": self.stored_total,
+            "fp32_total": self.fp32_total,
+            "resident_total": self.stored_total + self.kv_cache_bytes,
+        }

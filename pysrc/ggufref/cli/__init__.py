@@ -1,0 +1,63 @@
+"""Stage 9: the command line — ``ggufref inspect | generate | chat | bench | smoke | tokenize``.
+
+Each command lives in its own module with ``register(subparsers)``; this file builds the parser
+and is the one place that turns a ggufref error into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ggufref.errors import GgufrefError
+
+COMMANDS = ("inspect", "generate", "chat", "bench", "smoke", "tokenize", "docs_gen")
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), not usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ggufref", description="Run and explain quantized GGUF models.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"ggufref.cli.{name}_cmd")
+        except ModuleNotFoundError as err:
+            if err.name != f"ggufref.cli.{name}_cmd":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from ggufref import __version__
+
+    return f"ggufref {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GgufrefError as err:
+        sys.stdout.flush()
+        sys.stderr.write(f"ggufref {args.command}: error: {err}\n")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
