@@ -23,7 +23,13 @@ from typing import Any
 
 import jinja2
 
-from ggufref.chat_sandbox import BoundedSandbox, render_bounded, run_with_deadline
+from ggufref.chat_sandbox import (
+    MAX_SOURCE_CHARS,
+    RENDER_SECONDS,
+    BoundedSandbox,
+    render_bounded,
+    run_with_deadline,
+)
 from ggufref.errors import TemplateError
 
 # Strings that end an assistant turn in the template families we know; generation stops there.
@@ -204,17 +210,25 @@ class ChatTemplate:
         name: str = "gguf",
         *,
         now: Callable[[], _dt.datetime] | None = None,
+        timeout: float = RENDER_SECONDS,
     ) -> None:
         if not isinstance(source, str) or not source.strip():
             raise TemplateError(f"chat template {name!r} is empty")
+        if len(source) > MAX_SOURCE_CHARS:
+            raise TemplateError(
+                f"chat template {name!r} has {len(source)} characters, limit is {MAX_SOURCE_CHARS}"
+            )
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.name = name
         self._now = now or _dt.datetime.now
+        self.timeout = timeout
         env = BoundedSandbox()
         env.globals["strftime_now"] = self._strftime_now
-        self._template: jinja2.Template = run_with_deadline(lambda: env.from_string(source))
+        self._template: jinja2.Template = run_with_deadline(
+            lambda: env.from_string(source), timeout
+        )
 
     def _strftime_now(self, fmt: str) -> str:
         if not isinstance(fmt, str) or len(fmt) > 100:
@@ -244,7 +258,7 @@ class ChatTemplate:
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
         }
-        return run_with_deadline(lambda: render_bounded(self._template, context))
+        return run_with_deadline(lambda: render_bounded(self._template, context), self.timeout)
 
     # end::render[]
 

@@ -8,9 +8,11 @@ and close three holes that the stock sandbox leaves open:
 1. **Reach.** The stock sandbox turns ``''.__class__`` into a silent empty string;
    here any unsafe attribute raises at once, so a probing template fails loudly.
 2. **Size.** ``'x' * 10**9``, ``x ~ x`` doubled sixty times, ``'%999999999d' % 1``,
-   ``s.center(10**9)``: every operation that can grow a string or a list is checked
-   *before* it runs, against ``MAX_VALUE_CHARS``; the rendered text is capped at
-   ``MAX_OUTPUT_CHARS``.
+   ``s.center(10**9)``: the operators ``* + ** %`` and ``~``, every filter and every call
+   are checked *before* they run. Their inputs may not weigh more than ``MAX_VALUE_CHARS``
+   (``weight`` walks nested lists, which may repeat one big string many times), the few
+   that multiply sizes (repeat, replace, center, indent, join, format) are estimated first,
+   and every result is measured. The rendered text is capped at ``MAX_OUTPUT_CHARS``.
 3. **Time.** A template can still loop (``range`` is capped at 100 000 items, but loops nest).
    ``run_with_deadline`` renders in a worker thread and, past the deadline, raises an
    exception inside that thread (``PyThreadState_SetAsyncExc``) so the loop stops.
@@ -35,6 +37,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ggufref.errors import TemplateError
 
+MAX_SOURCE_CHARS = 1_000_000  # real templates are 0.2-40 kB
 MAX_OUTPUT_CHARS = 1_000_000  # a prompt longer than this is no prompt for our models
 MAX_VALUE_CHARS = 1_000_000  # largest string (or list) one expression may build
 MAX_POW_BITS = 4096  # largest integer ``a ** b`` may produce, in bits
@@ -67,11 +70,46 @@ def _check_size(n: int, what: str) -> None:
         )
 
 
+def weight(obj: Any, budget: int = MAX_VALUE_CHARS) -> int:
+    """Roughly how many characters ``str(obj)`` or ``tojson(obj)`` would produce.
+
+    Walks nested lists and dicts (which may hold the same big string many times) and stops
+    as soon as the total passes ``budget``, so the walk itself is cheap.
+    """
+    total = 0
+    stack = [obj]
+    while stack and total <= budget:
+        x = stack.pop()
+        if isinstance(x, str):
+            total += len(x) + 2
+        elif isinstance(x, list | tuple | set | frozenset):
+            total += 2 + len(x)
+            stack.extend(x)
+        elif isinstance(x, dict):
+            total += 2 + 2 * len(x)
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        else:
+            total += 24
+    return total
+
+
+def _check_weight(values: Any, what: str) -> None:
+    _check_size(weight(values), what)
+
+
 def _check_format_string(fmt: Any) -> None:
     if isinstance(fmt, str) and _WIDTH_RE.search(fmt):
         raise TemplateError(
             f"chat template: format string has a field width above {MAX_FORMAT_WIDTH}"
         )
+
+
+def _format_size(fmt: str, args: Any) -> int:
+    """Upper bound for ``fmt % args`` or ``fmt.format(...)``: each field may hold all args."""
+    _check_format_string(fmt)
+    fields = fmt.count("%") + fmt.count("{")
+    return len(fmt) + fields * weight(args)
 
 
 def _check_binop(op: str, left: Any, right: Any) -> None:
@@ -89,23 +127,44 @@ def _check_binop(op: str, left: Any, right: Any) -> None:
                 f"chat template: {left} ** {right} has about {bits} bits, limit is {MAX_POW_BITS}"
             )
     elif op == "%" and isinstance(left, str):
-        _check_format_string(left)
+        _check_size(_format_size(left, right), "% formatting")
 
 
-# str methods whose result can be much longer than the string: name -> size estimate.
-def _str_method_size(s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
-        return max(len(s), args[0])
-    if name == "replace" and len(args) >= 2 and isinstance(args[0], str):
-        old, new = args[0], str(args[1])
-        count = (len(s) + 1) if old == "" else s.count(old)
-        return len(s) + count * max(len(new) - len(old), 0)
+def _growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """Upper bound on the result size of the str methods and filters that multiply sizes.
+
+    ``name`` is a str method (``center``, ``replace``, ``join``...) or a filter of the same
+    meaning; ``value`` is the string (or, for ``join``, the items).
+    """
+
+    def arg(i: int, key: str, default: Any) -> Any:
+        return args[i] if len(args) > i else kwargs.get(key, default)
+
+    text = value if isinstance(value, str) else ""
+    if name in ("center", "ljust", "rjust", "zfill"):
+        width = arg(0, "width", 80)
+        return max(len(text), width if isinstance(width, int) else 0)
+    if name == "indent":
+        width = arg(0, "width", 4)
+        per_line = len(width) if isinstance(width, str) else int(width)
+        return len(text) + (text.count("\n") + 1) * per_line
+    if name == "replace":
+        old, new = str(arg(0, "old", "")), str(arg(1, "new", ""))
+        count = (len(text) + 1) if old == "" else text.count(old)
+        return len(text) + count * len(new)
     if name == "expandtabs":
-        tab = args[0] if args and isinstance(args[0], int) else kwargs.get("tabsize", 8)
-        return len(s) + s.count("\t") * max(int(tab), 0)
-    if name == "join" and args:
-        items = list(args[0])
-        return sum(len(str(i)) for i in items) + len(s) * max(len(items) - 1, 0)
+        return len(text) + text.count("\t") * int(arg(0, "tabsize", 8))
+    if name == "wordwrap":
+        width, wrap = int(arg(0, "width", 79)), str(arg(3, "wrapstring", "\n"))
+        return len(text) + (len(text) // max(width, 1) + 1) * len(wrap)
+    if name in ("format", "format_map"):
+        return _format_size(text, (args, kwargs))
+    if name == "join":
+        if isinstance(value, str):  # str.join(items): the string is the separator
+            items, sep = (args[0] if args else []), value
+        else:  # the join filter: the value holds the items
+            items, sep = (value or []), str(arg(0, "d", ""))
+        return weight(items) + len(sep) * len(items)
     return 0
 
 
@@ -144,20 +203,42 @@ def raise_exception(message: str) -> None:
 
 
 def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a growth-capable filter (center, indent, format) with a width check."""
+    """Wrap a filter: refuse huge inputs and multiplying arguments before it runs, and check
+    the size of what it returns."""
 
-    def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
-        widths = [a for a in (*args, *kwargs.values()) if isinstance(a, int)]
-        if name == "indent":
-            lines = str(value).count("\n") + 1
-            _check_size(len(str(value)) + lines * max(widths + [0]), "indent")
-        elif widths and max(widths) > MAX_FORMAT_WIDTH:
-            raise TemplateError(f"chat template: {name} width {max(widths)} is too large")
-        if name == "format":
-            _check_format_string(value)
-        return original(value, *args, **kwargs)
+    def check(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if name == "join" and not isinstance(value, str | list | tuple | dict):
+            value = list(value)  # a generator: materialise once, measure, then join
+        _check_args(name, value, args, kwargs)
+        return value
 
-    return wrapper
+    def plain(value: Any, *args: Any, **kwargs: Any) -> Any:
+        value = check(value, args, kwargs)
+        return _checked_result(name, original(value, *args, **kwargs))
+
+    def with_context(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        value = check(value, args, kwargs)
+        return _checked_result(name, original(first, value, *args, **kwargs))
+
+    pass_arg = getattr(original, "jinja_pass_arg", None)  # context/environment come first
+    if pass_arg is None:
+        return plain
+    with_context.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    return with_context
+
+
+def _check_args(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, int) and abs(a) > MAX_VALUE_CHARS:
+            raise TemplateError(f"chat template: {name} argument {a} is too large")
+    _check_weight((value, args, kwargs), f"{name} input")
+    _check_size(_growth(name, value, args, kwargs), name)
+
+
+def _checked_result(name: str, result: Any) -> Any:
+    if isinstance(result, str | list | tuple):
+        _check_size(len(result), name)
+    return result
 
 
 # --- the environment -----------------------------------------------------------------------
@@ -181,13 +262,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "+", "**", "%"})
 
     def __init__(self) -> None:
-        super().__init__(
-            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-        )
-        self.filters["tojson"] = tojson
-        for name in ("center", "indent", "format", "wordwrap", "truncate"):
-            self.filters[name] = _bounded_filter(name, self.filters[name])
+        super().__init__(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+        self.finalize = _finalize
+        for name, fn in list(self.filters.items()):
+            self.filters[name] = _bounded_filter(name, fn)
+        self.filters["tojson"] = _bounded_filter("tojson", tojson)
         self.globals["raise_exception"] = raise_exception
+        del self.globals["lipsum"]  # a text generator no chat template needs
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         # The stock sandbox returns an Undefined that prints as "", hiding the probe.
@@ -198,18 +279,23 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def bounded_concat(self, parts: tuple[Any, ...]) -> str:
-        strings = [str(p) for p in parts]
-        _check_size(sum(len(s) for s in strings), "concatenation (~)")
-        return "".join(strings)
+        _check_weight(parts, "concatenation (~)")
+        return "".join(str(p) for p in parts)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
-            name = getattr(__obj, "__name__", "")
-            _check_size(_str_method_size(owner, name, args, kwargs), f"str.{name}")
-            if name in ("format", "format_map"):
-                _check_format_string(owner)
-        return super().call(__context, __obj, *args, **kwargs)
+        name = getattr(__obj, "__name__", type(__obj).__name__)
+        # str.format reaches us wrapped by the sandbox; the string is on the wrapped method
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if name == "join" and isinstance(owner, str) and args:
+            args = (list(args[0]), *args[1:])
+        _check_args(name, owner if isinstance(owner, str) else None, args, kwargs)
+        return _checked_result(name, super().call(__context, __obj, *args, **kwargs))
+
+
+def _finalize(value: Any) -> Any:
+    """Called on every ``{{ value }}`` before it is turned into text."""
+    _check_weight(value, "output value")
+    return value
 
 
 # --- running with a deadline ---------------------------------------------------------------

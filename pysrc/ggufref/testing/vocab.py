@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import gguf
+
+from ggufref.tokenizer_bpe import byte_to_unicode
 
 KINDS = ("spm", "spm-llama2", "bpe-llama3", "bpe-qwen2", "bpe-default")
 
@@ -244,22 +247,6 @@ BPE_MERGES = 1000
 _TRAIN_SPLIT = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d| ?[^\s\w]+|\s+")
 
 
-def byte_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map.
-
-    Bytes that are printable Latin-1 map to themselves; the other 68 (control characters,
-    space, 0x7F-0xA0, 0xAD) map to U+0100 onwards, in byte order.
-    """
-    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    table = {b: chr(b) for b in printable}
-    n = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(0x100 + n)
-            n += 1
-    return table
-
-
 @functools.cache
 def _bpe_base() -> tuple[list[str], list[tuple[str, str]]]:
     enc = byte_to_unicode()
@@ -350,6 +337,27 @@ def add_vocab(writer: gguf.GGUFWriter, kind: str) -> int:
 
 
 # end::add_vocab[]
+
+
+def write_vocab_gguf(path: str | os.PathLike[str], kind: str) -> int:
+    """Write a GGUF with only a vocabulary (and the few llama keys a loader insists on).
+
+    llama.cpp opens it with ``vocab_only=True``; our tokenizer reads it like any model file.
+    """
+    w = gguf.GGUFWriter(os.fspath(path), "llama")
+    w.add_context_length(128)
+    w.add_embedding_length(8)
+    w.add_block_count(1)
+    w.add_feed_forward_length(16)
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(1e-5)
+    n = add_vocab(w, kind)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return n
 
 
 def tokens_sha256(tokens: list[str]) -> str:

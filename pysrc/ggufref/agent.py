@@ -1,0 +1,143 @@
+"""The agent loop: render -> complete -> parse -> run tools -> feed results back -> repeat.
+
+Stage: the last one. It ties ``chat.py`` (messages -> prompt), a model (prompt -> text) and
+``tools.py`` (text -> tool calls -> results) together, and knows nothing about the engine:
+any object with a ``complete`` method will do (the CLI wraps ``generate``; tests script one).
+
+One round is one completion. A reply with tool calls adds an assistant message (with
+``tool_calls``) and one ``role: tool`` message per call; a malformed call or an unknown tool
+becomes a tool message reading ``error: ...`` so the model can correct itself.
+A reply without tool calls ends the loop, as does ``max_rounds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ggufref.chat import ChatTemplate
+from ggufref.tools import ParsedReply, ToolCall, ToolRegistry, parse_reply, tool_call_style
+
+# on_event(kind, payload): "text" (str chunk), "reasoning" (str), "tool_call" (ToolCall),
+# "tool_result" (dict: name, tool_call_id, content, ok), "parse_error" (str).
+EventHandler = Callable[[str, Any], None]
+
+
+class Completer(Protocol):
+    """Anything that continues a prompt: the engine, llama.cpp, a scripted fake."""
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        stop: list[str],
+        on_text: Callable[[str], None] | None,
+    ) -> str: ...
+
+
+@dataclass
+class AgentResult:
+    """How the loop ended and the whole conversation, new messages included."""
+
+    content: str  # the last assistant reply's visible text
+    messages: list[dict[str, Any]]
+    rounds: int
+    finished: bool  # True: the model answered without calling tools; False: max_rounds hit
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)  # every call run, in order
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first stop string (completers may or may not include it)."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def _assistant_message(reply: ParsedReply, raw: str) -> dict[str, Any]:
+    # With parse errors only, keep what the model wrote so it can see its mistake.
+    content = reply.content if (reply.tool_calls or not reply.errors) else raw.strip()
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reply.tool_calls:
+        message["tool_calls"] = [c.to_message_dict() for c in reply.tool_calls]
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning
+    return message
+
+
+def _tool_message(name: str, call_id: str, content: str) -> dict[str, Any]:
+    return {"role": "tool", "name": name, "tool_call_id": call_id, "content": content}
+
+
+def _run_calls(
+    reply: ParsedReply, registry: ToolRegistry, round_no: int, emit: EventHandler
+) -> list[dict[str, Any]]:
+    """Run every parsed call; one tool message per call and per parse error."""
+    results = []
+    for i, call in enumerate(reply.tool_calls):
+        call.id = f"call_{round_no}_{i}"  # unique over the conversation
+        emit("tool_call", call)
+        content, ok = registry.run(call)
+        emit(
+            "tool_result",
+            {"name": call.name, "tool_call_id": call.id, "content": content, "ok": ok},
+        )
+        results.append(_tool_message(call.name, call.id, content))
+    for err in reply.errors:
+        emit("parse_error", err)
+        hint = f"error: {err}. Call tools exactly in the format shown in the instructions."
+        results.append(_tool_message("tool_call_parser", "", hint))
+    return results
+
+
+# tag::run_agent[]
+def run_agent(
+    completer: Completer,
+    template: ChatTemplate,
+    messages: Sequence[Mapping[str, Any]],
+    registry: ToolRegistry,
+    *,
+    max_rounds: int = 4,
+    max_tokens: int = 256,
+    on_event: EventHandler | None = None,
+    enable_thinking: bool = True,
+    style: str | None = None,
+) -> AgentResult:
+    """Talk to the model until it answers without calling a tool (or ``max_rounds``).
+
+    ``style`` is the tool-call format to parse ("hermes", "llama3", "pythonic"); by default
+    it is read off the template, and "auto" guesses from each reply.
+    """
+    emit: EventHandler = on_event or (lambda kind, payload: None)
+    style = style or tool_call_style(template.source)
+    stop = template.stop_strings()
+    tools = registry.schemas() or None
+    convo = [dict(m) for m in messages]
+    executed: list[ToolCall] = []
+    reply = ParsedReply(content="")
+    streamed: list[str] = []
+
+    def on_text(chunk: str) -> None:
+        streamed.append(chunk)
+        emit("text", chunk)
+
+    for round_no in range(1, max_rounds + 1):
+        prompt = template.render(convo, tools=tools, enable_thinking=enable_thinking)
+        streamed.clear()
+        raw = completer.complete(prompt, max_tokens=max_tokens, stop=stop, on_text=on_text)
+        if not streamed and raw:
+            emit("text", raw)  # a completer that does not stream still shows its text
+        raw = cut_at_stop(raw, stop)
+        reply = parse_reply(raw, style)
+        if reply.reasoning:
+            emit("reasoning", reply.reasoning)
+        convo.append(_assistant_message(reply, raw))
+        if not reply.tool_calls and not reply.errors:
+            return AgentResult(reply.content, convo, round_no, True, reply.reasoning, executed)
+        convo.extend(_run_calls(reply, registry, round_no, emit))
+        executed.extend(reply.tool_calls)
+    return AgentResult(reply.content, convo, max_rounds, False, reply.reasoning, executed)
+
+
+# end::run_agent[]

@@ -1,0 +1,176 @@
+"""Stage 8b: the generation loop — prompt ids -> prefill -> sample -> decode -> ... -> text.
+
+``Engine`` owns a loaded model, its tokenizer and the KV cache. ``generate()`` prefills the
+prompt in one batched pass, then decodes one token at a time, streaming each piece of text as
+soon as its UTF-8 is complete. When a new prompt starts with tokens the cache already holds (the
+next turn of a chat), only the new suffix is prefilled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ggufref import kernels
+from ggufref.errors import ModelError
+from ggufref.gguf_file import GGUFFile, open_gguf
+from ggufref.model import Model
+from ggufref.models import resolve_model
+from ggufref.sampling import GREEDY, Sampler, SamplerConfig
+from ggufref.tokenizer import Tokenizer
+
+
+@dataclass
+class Timings:
+    load_s: float = 0.0
+    prefill_s: float = 0.0
+    prefill_tokens: int = 0
+    decode_s: float = 0.0
+    decode_tokens: int = 0
+    first_token_s: float = 0.0  # from the start of generate() to the first sampled token
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prefill_tokens / self.prefill_s if self.prefill_s else 0.0
+
+    @property
+    def decode_tok_s(self) -> float:
+        return self.decode_tokens / self.decode_s if self.decode_s else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"load_s": round(self.load_s, 4), "prefill_tok_s": round(self.prefill_tok_s, 2),
+                "decode_tok_s": round(self.decode_tok_s, 2),
+                "first_token_s": round(self.first_token_s, 4),
+                "prefill_tokens": self.prefill_tokens, "decode_tokens": self.decode_tokens}
+
+
+@dataclass
+class Generation:
+    prompt_tokens: list[int]
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    stop_reason: str = "length"  # "length", "eos" or "stop"
+    top_logits: list[list[tuple[int, float]]] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+
+
+def tokenizer_metadata(f: GGUFFile) -> dict[str, object]:
+    return {k: f.get(k) for k in f.keys() if k.startswith("tokenizer.")}
+
+
+class Engine:
+    """A model ready to generate: weights mapped, tokenizer built, KV cache allocated."""
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, n_ctx: int | None = None,
+                 threads: int | None = None, progress: bool = True):
+        t0 = time.perf_counter()
+        self.path: Path = resolve_model(model, progress=progress)
+        self.file = open_gguf(self.path)
+        if threads:
+            kernels.set_threads(threads)
+        self.model = Model(self.file, n_ctx)
+        self.tokenizer = Tokenizer.from_gguf(tokenizer_metadata(self.file))
+        self.load_s = time.perf_counter() - t0
+        self._cached: list[int] = []  # the token ids whose K/V the cache holds, in order
+
+    @property
+    def n_ctx(self) -> int:
+        return self.model.n_ctx
+
+    def encode(self, text: str, add_bos: bool | None = None, parse_special: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos, parse_special=parse_special)
+
+    def check_fits(self, n_prompt: int, max_tokens: int) -> None:
+        if n_prompt == 0:
+            raise ModelError("the prompt is empty (no tokens to start from)")
+        if n_prompt >= self.n_ctx:
+            raise ModelError(f"the prompt has {n_prompt} tokens but the context holds "
+                             f"{self.n_ctx}; use a shorter prompt or a larger --ctx")
+        if n_prompt + max_tokens > self.n_ctx:
+            raise ModelError(f"{n_prompt} prompt tokens + {max_tokens} to generate exceed the "
+                             f"context of {self.n_ctx}; lower -n or raise --ctx")
+
+    def _prefill(self, ids: list[int]) -> np.ndarray:
+        """Run the part of `ids` the cache does not hold yet; logits of the last position."""
+        keep = 0
+        for a, b in zip(self._cached, ids[:-1], strict=False):  # always recompute the last one
+            if a != b:
+                break
+            keep += 1
+        self.model.cache.truncate(keep)
+        logits = self.model.forward(ids[keep:], keep)
+        self._cached = list(ids)
+        return logits[-1]
+
+    # tag::generate_loop[]
+    def generate(self, prompt_ids: list[int], max_tokens: int = 32,
+                 sampler: SamplerConfig = GREEDY, stop_ids: Iterable[int] | None = None,
+                 stop_strings: Iterable[str] = (), on_text: Callable[[str], None] | None = None,
+                 top_logits: int = 0) -> Generation:
+        self.check_fits(len(prompt_ids), max_tokens)
+        stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
+        out = Generation(list(prompt_ids))
+        out.timings.load_s = self.load_s
+        smp, stream = Sampler(sampler), self.tokenizer.stream()
+        t0 = time.perf_counter()
+        logits = self._prefill(list(prompt_ids))
+        out.timings.prefill_s, out.timings.prefill_tokens = time.perf_counter() - t0, len(prompt_ids)
+        t_dec = time.perf_counter()
+        while True:
+            if not np.isfinite(logits).all():
+                raise ModelError("the model produced non-finite logits (corrupt weights?)")
+            if top_logits:
+                best = np.argsort(-logits, kind="stable")[:top_logits]
+                out.top_logits.append([(int(i), float(logits[i])) for i in best])
+            tok = smp.sample(logits)
+            if not out.tokens:
+                out.timings.first_token_s = time.perf_counter() - t0
+            if tok in stop_ids:
+                out.stop_reason = "eos"
+                break
+            out.tokens.append(tok)
+            smp.accept(tok)
+            piece = stream.feed(tok)
+            out.text += piece
+            if on_text and piece:
+                on_text(piece)
+            if any(s in out.text for s in stop_strings):
+                out.stop_reason = "stop"
+                break
+            if len(out.tokens) >= max_tokens:
+                break
+            logits = self.model.forward([tok])[-1]  # decode: one token at the next position
+            self._cached.append(tok)
+            out.timings.decode_tokens += 1
+        tail = stream.flush()
+        out.text += tail
+        if on_text and tail:
+            on_text(tail)
+        out.timings.decode_s = time.perf_counter() - t_dec
+        return out
+    # end::generate_loop[]
+
+    def complete(self, prompt: str, *, max_tokens: int, stop: list[str],
+                 on_text: Callable[[str], None] | None = None,
+                 sampler: SamplerConfig = GREEDY) -> str:
+        """Text in, text out (the agent loop's Completer): special tokens in `prompt` are parsed,
+        and no BOS is added when the rendered template already starts with it."""
+        bos = self.tokenizer.bos_id
+        bos_text = self.tokenizer.tokens[bos] if bos is not None else None
+        add_bos = None if not (bos_text and prompt.startswith(bos_text)) else False
+        ids = self.encode(prompt, add_bos=add_bos, parse_special=True)
+        room = self.n_ctx - len(ids)
+        if room <= 0:
+            self.check_fits(len(ids), 1)
+        gen = self.generate(ids, min(max_tokens, room), sampler, stop_strings=stop,
+                            on_text=on_text)
+        text = gen.text
+        for s in stop:
+            if s in text:
+                text = text[: text.index(s)]
+        return text

@@ -1,0 +1,494 @@
+"""Text <-> token ids, from the vocabulary stored in the GGUF file, matching llama.cpp.
+
+Two tokenizer families cover the models ggufref runs:
+
+- ``tokenizer.ggml.model = llama``: SentencePiece-style (Gemma, Llama 2) -> `tokenizer_spm`.
+- ``tokenizer.ggml.model = gpt2``: byte-level BPE (Llama 3, Qwen, Mistral-Nemo) -> `tokenizer_bpe`.
+
+Both share the first step: special tokens are cut out of the text before anything else.
+Control tokens (``<bos>``, ``<|im_start|>``) are recognised only when the caller asks
+(``parse_special=True``: chat templates do, user text must not); user-defined tokens (Gemma's
+whitespace runs, Qwen's ``<think>``) are recognised always, as llama.cpp does.
+
+Token attributes follow llama.cpp: ``tokenizer.ggml.token_type`` gives each token a type, and
+tokens whose text marks an end of turn (``<end_of_turn>``, ``<|im_end|>``, ``<|eot_id|>``...) are
+forced to CONTROL and collected into `Tokenizer.eot_ids`, the ids that end generation.
+"""
+
+from __future__ import annotations
+
+import codecs
+import mmap
+import os
+import struct
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ggufref.errors import GGUFError, ModelError
+from ggufref.tokenizer_bpe import (
+    CHAR_TO_BYTE,
+    PRE_TOKENIZERS,
+    bpe_merge,
+    byte_encode,
+    parse_merges,
+    pre_tokenize,
+)
+from ggufref.tokenizer_spm import spm_encode
+
+# tokenizer.ggml.token_type values (gguf.TokenType)
+TYPE_NORMAL, TYPE_UNKNOWN, TYPE_CONTROL, TYPE_USER_DEFINED, TYPE_UNUSED, TYPE_BYTE = range(1, 7)
+
+# llama.cpp's token attribute bits (llama_token_attr)
+ATTR_UNKNOWN, ATTR_UNUSED, ATTR_NORMAL = 1 << 0, 1 << 1, 1 << 2
+ATTR_CONTROL, ATTR_USER_DEFINED, ATTR_BYTE = 1 << 3, 1 << 4, 1 << 5
+_TYPE_TO_ATTR = {
+    TYPE_NORMAL: ATTR_NORMAL,
+    TYPE_UNKNOWN: ATTR_UNKNOWN,
+    TYPE_CONTROL: ATTR_CONTROL,
+    TYPE_USER_DEFINED: ATTR_USER_DEFINED,
+    TYPE_UNUSED: ATTR_UNUSED,
+    TYPE_BYTE: ATTR_BYTE,
+}
+
+# Texts llama.cpp treats as end of generation (and forces to CONTROL), whatever the file says.
+EOG_TEXTS = frozenset(
+    ["<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>"]
+    + ["<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]"]
+    + ["[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>"]
+    + ["<｜end▁of▁sentence｜>", "[e~["]
+    # fill-in-the-middle padding, repository and file separators
+    + ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", "<|fim_repo|>", "<|repo_name|>"]
+    + ["<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>"]
+)
+# Texts llama.cpp forces to CONTROL without making them end generation (fill-in-the-middle).
+FIM_TEXTS = frozenset(
+    ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "▁<PRE>", "<|fim_suffix|>"]
+    + ["<fim-suffix>", "<fim_suffix>", "<SUF>", "▁<SUF>", "<|fim_middle|>", "<fim-middle>"]
+    + ["<fim_middle>", "<MID>", "▁<MID>"]
+)
+
+_SPACE = "\u2581"  # ▁, SentencePiece's visible space
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the tokenizer.* metadata (the GGUF loader can hand us its dict instead)
+
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q"}
+_SCALAR |= {11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_WANTED = ("tokenizer.", "general.")
+
+
+def read_tokenizer_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``tokenizer.*`` and ``general.*`` keys of a GGUF file, as plain Python values.
+
+    Reads only the key-value section (Gemma 3's 262k-token vocabulary in ~0.3 s; the full
+    ``gguf.GGUFReader`` also indexes every tensor).
+    """
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return _parse_kv(mm)
+    except (OSError, ValueError, struct.error, UnicodeDecodeError) as err:
+        raise GGUFError(path, f"cannot read tokenizer metadata ({err})") from None
+
+
+def _parse_kv(buf: mmap.mmap) -> dict[str, Any]:
+    if buf[:4] != b"GGUF":
+        raise ValueError("not a GGUF file")
+    _version, _n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+    off = 24
+    out: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key, off = _read_str(buf, off)
+        (vtype,) = struct.unpack_from("<I", buf, off)
+        wanted = key.startswith(_WANTED)
+        value, off = _read_value(buf, off + 4, vtype, wanted)
+        if wanted:
+            out[key] = value
+    return out
+
+
+def _read_str(buf: mmap.mmap, off: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from("<Q", buf, off)
+    return buf[off + 8 : off + 8 + n].decode("utf-8"), off + 8 + n
+
+
+def _read_value(buf: mmap.mmap, off: int, vtype: int, keep: bool) -> tuple[Any, int]:
+    if vtype == _STRING:
+        return _read_str(buf, off)
+    if vtype in _SCALAR:
+        fmt = _SCALAR[vtype]
+        return struct.unpack_from(fmt, buf, off)[0], off + struct.calcsize(fmt)
+    if vtype != _ARRAY:
+        raise ValueError(f"unknown metadata value type {vtype}")
+    etype, n = struct.unpack_from("<IQ", buf, off)
+    off += 12
+    if etype in _SCALAR:  # fixed-size elements: one unpack for the whole array
+        fmt = _SCALAR[etype]
+        size = struct.calcsize(fmt) * n
+        values = list(struct.unpack_from(f"<{n}{fmt[1]}", buf, off)) if keep else None
+        return values, off + size
+    values = []
+    for _ in range(n):
+        v, off = _read_value(buf, off, etype, keep)
+        values.append(v)
+    return values, off
+
+
+def _metadata_of(source: Any) -> tuple[dict[str, Any], str]:
+    """Accept a path, a metadata dict, an object with `.metadata`, or a gguf.GGUFReader."""
+    if isinstance(source, str | os.PathLike):
+        return read_tokenizer_metadata(source), str(source)
+    if isinstance(source, Mapping):
+        return dict(source), "<metadata>"
+    origin = str(getattr(source, "path", "<metadata>"))
+    if hasattr(source, "metadata"):
+        return dict(source.metadata), origin
+    if hasattr(source, "keys") and hasattr(source, "get"):  # ggufref.gguf_file.GGUFFile
+        keys = source.keys()  # noqa: SIM118 (a GGUFFile is not iterable)
+        return {k: source.get(k) for k in keys if k.startswith(_WANTED)}, origin
+    if hasattr(source, "fields"):  # gguf.GGUFReader
+        meta = {k: f.contents() for k, f in source.fields.items() if k.startswith(_WANTED)}
+        return meta, origin
+    raise TypeError(f"cannot read a tokenizer from {type(source).__name__}")
+
+
+_CACHE: dict[tuple[str, int, int], Tokenizer] = {}
+
+
+# ----------------------------------------------------------------------------------------------
+# The tokenizer
+
+
+class Tokenizer:
+    """Encode text to ids and decode ids to text, exactly as llama.cpp does for this vocabulary."""
+
+    def __init__(self, meta: Mapping[str, Any], origin: str = "<metadata>"):
+        model = meta.get("tokenizer.ggml.model")
+        if model not in ("llama", "gpt2"):
+            raise ModelError(f"{origin}: unsupported tokenizer.ggml.model {model!r} (llama, gpt2)")
+        self.kind = "spm" if model == "llama" else "bpe"
+        tokens = list(meta["tokenizer.ggml.tokens"])
+        self.tokens: list[str] = [t or f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        n = len(self.tokens)
+        self.scores: list[float] = list(meta.get("tokenizer.ggml.scores") or [0.0] * n)
+        types = meta.get("tokenizer.ggml.token_type") or [TYPE_NORMAL] * n
+        self.attrs: list[int] = [_TYPE_TO_ATTR.get(t, 0) for t in types]
+        self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.token_to_id) != n:
+            raise ModelError(f"{origin}: the vocabulary has duplicate tokens")
+        self._configure(meta, origin)
+        self._find_end_of_generation(meta)
+        # Special tokens are cut out longest first (llama.cpp sorts by byte length).
+        special = [
+            i
+            for i, a in enumerate(self.attrs)
+            if a & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)
+        ]
+        special.sort(key=lambda i: -len(self.tokens[i].encode("utf-8")))
+        self._special_all = special
+        # Without parse_special, only user-defined tokens (not also control) are cut out.
+        self._special_user = [i for i in special if not self.is_control(i)]
+        self._pieces: dict[tuple[int, bool], bytes] = {}
+        self._word_cache: dict[str, list[int]] = {}
+
+    def _configure(self, meta: Mapping[str, Any], origin: str) -> None:
+        """Defaults per family as llama.cpp sets them, then the file's keys on top."""
+        n = len(self.tokens)
+        if self.kind == "spm":
+            ids = {"bos": 1, "eos": 2, "unk": 0, "pad": None}
+            self.add_bos, self.add_space_prefix, self.clean_spaces = True, True, False
+            self.ignore_merges = False
+            self.byte_ids = [self.token_to_id.get(f"<0x{b:02X}>") for b in range(256)]
+        else:
+            ids = {"bos": 11, "eos": 11, "unk": None, "pad": None}
+            pre = meta.get("tokenizer.ggml.pre") or "default"
+            if pre not in PRE_TOKENIZERS:
+                known = ", ".join(sorted(PRE_TOKENIZERS))
+                raise ModelError(f"{origin}: unsupported tokenizer.ggml.pre {pre!r} ({known})")
+            self.pre = pre
+            self.regexes, self.clean_spaces, self.ignore_merges, self.add_bos = PRE_TOKENIZERS[pre]
+            self.add_space_prefix = False
+            self.ranks = parse_merges(list(meta.get("tokenizer.ggml.merges") or []))
+        for name, key in [("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")]:
+            value = meta.get(f"tokenizer.ggml.{key}_token_id")
+            if value is not None and 0 <= value < n:
+                ids[name] = value
+            elif ids[name] is not None and not 0 <= ids[name] < n:  # type: ignore[operator]
+                ids[name] = None
+        self.bos_id: int | None = ids["bos"]
+        self.eos_id: int | None = ids["eos"]
+        self.unk_id: int | None = ids["unk"]
+        self.pad_id: int | None = ids["pad"]
+        self.add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", self.add_bos))
+        self.add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+        self.add_space_prefix = bool(
+            meta.get("tokenizer.ggml.add_space_prefix", self.add_space_prefix)
+        )
+
+    def _find_end_of_generation(self, meta: Mapping[str, Any]) -> None:
+        eog: set[int] = set()
+        for text in EOG_TEXTS | FIM_TEXTS:
+            tid = self.token_to_id.get(text)
+            if tid is not None:
+                self.attrs[tid] |= ATTR_CONTROL
+                if text in EOG_TEXTS:
+                    eog.add(tid)
+        for key in ("tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"):
+            value = meta.get(key)
+            if value is not None and 0 <= value < len(self.tokens):
+                eog.add(value)
+        if self.eos_id is not None:
+            eog.add(self.eos_id)
+        # llama.cpp's exceptions: gpt-oss's <|end|> and Gemma 4's </s> do not end generation.
+        texts = {self.tokens[t]: t for t in eog}
+        has_call = "<|call|>" in texts or "<|calls|>" in texts
+        if "<|end|>" in texts and has_call and ("<|return|>" in texts or "<|flush|>" in texts):
+            eog.discard(texts["<|end|>"])
+            self.attrs[texts["<|end|>"]] = ATTR_USER_DEFINED
+        if "</s>" in texts and "<|tool_response>" in texts:
+            eog.discard(texts["</s>"])
+            self.attrs[texts["</s>"]] = ATTR_NORMAL
+        self.eot_ids: frozenset[int] = frozenset(eog)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_gguf(cls, source: Any) -> Tokenizer:
+        """Build from a GGUF path, a loaded GGUF file, or a metadata dict.
+
+        Built once per file (path, size, mtime): Gemma 3's vocabulary takes ~0.4 s.
+        """
+        path = source if isinstance(source, str | os.PathLike) else getattr(source, "path", None)
+        if path is None or not os.path.isfile(path):
+            return cls(*_metadata_of(source))
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _CACHE:
+            _CACHE[key] = cls(*_metadata_of(source))
+        return _CACHE[key]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the token whose text is exactly `text` (e.g. "<end_of_turn>"), or None."""
+        return self.token_to_id.get(text)
+
+    def is_control(self, tid: int) -> bool:
+        return bool(self.attrs[tid] & (ATTR_CONTROL | ATTR_UNKNOWN))
+
+    # -- encode ---------------------------------------------------------------------------------
+
+    # tag::encode[]
+    def encode(
+        self,
+        text: str,
+        add_bos: bool | None = None,
+        parse_special: bool = False,
+        add_eos: bool | None = None,
+    ) -> list[int]:
+        """Token ids of `text`. add_bos/add_eos None: as the file says (tokenizer.ggml.add_*)."""
+        add_bos = self.add_bos if add_bos is None else add_bos
+        add_eos = self.add_eos if add_eos is None else add_eos
+        out: list[int] = []
+        if add_bos and self.bos_id is not None:
+            out.append(self.bos_id)
+        prev_special = True  # SentencePiece: a fragment after a special token gets a space prefix
+        for frag in self._split_special(text, parse_special):
+            if isinstance(frag, int):
+                out.append(frag)
+                prev_special = True
+            elif self.kind == "spm":
+                if self.add_space_prefix and prev_special:
+                    frag = " " + frag
+                out += spm_encode(
+                    frag.replace(" ", _SPACE), self.token_to_id, self.scores, self.byte_ids
+                )
+                prev_special = False
+            else:
+                for word in pre_tokenize(frag, self.regexes):
+                    out += self._bpe_word(byte_encode(word))
+        if add_eos and self.eos_id is not None:
+            out.append(self.eos_id)
+        return out
+
+    # end::encode[]
+
+    # tag::split_special[]
+    def _split_special(self, text: str, parse_special: bool) -> list[str | int]:
+        """Cut special tokens out of `text`: each special token in turn (longest first) splits
+        the text fragments that are left; what remains are plain-text fragments."""
+        frags: list[str | int] = [text] if text else []
+        for tid in self._special_all if parse_special else self._special_user:
+            tok = self.tokens[tid]
+            if tok not in text:
+                continue
+            out: list[str | int] = []
+            for frag in frags:
+                if isinstance(frag, int) or tok not in frag:
+                    out.append(frag)
+                    continue
+                for k, part in enumerate(frag.split(tok)):
+                    if k:
+                        out.append(tid)
+                    if part:
+                        out.append(part)
+            frags = out
+        return frags
+
+    # end::split_special[]
+
+    def _bpe_word(self, word: str) -> list[int]:
+        """Ids of one byte-encoded word (cached: words repeat a lot in real text)."""
+        ids = self._word_cache.get(word)
+        if ids is not None:
+            return ids
+        if self.ignore_merges and word in self.token_to_id:
+            ids = [self.token_to_id[word]]
+        else:
+            ids = []
+            for piece in bpe_merge(word, self.ranks):
+                tid = self.token_to_id.get(piece)
+                if tid is not None:
+                    ids.append(tid)
+                else:  # llama.cpp then looks up each byte of the piece as a one-byte token
+                    ids += [self.token_to_id[c] for c in piece if c in self.token_to_id]
+        if len(self._word_cache) < 100_000:
+            self._word_cache[word] = ids
+        return ids
+
+    # -- decode ---------------------------------------------------------------------------------
+
+    # tag::token_to_piece[]
+    def token_to_piece(self, tid: int, special: bool = False) -> bytes:
+        """The bytes token `tid` stands for. Control tokens give b"" unless `special`."""
+        key = (tid, special)
+        piece = self._pieces.get(key)
+        if piece is None:
+            piece = self._pieces[key] = self._piece(tid, special)
+        return piece
+
+    def _piece(self, tid: int, special: bool) -> bytes:
+        attr, text = self.attrs[tid], self.tokens[tid]
+        if attr & (ATTR_CONTROL | ATTR_UNKNOWN):
+            return text.encode("utf-8") if special else b""
+        if attr & ATTR_USER_DEFINED:
+            return text.encode("utf-8")
+        if attr & ATTR_NORMAL:
+            if self.kind == "spm":
+                return text.replace(_SPACE, " ").encode("utf-8")
+            return _byte_decode(text)
+        if attr & ATTR_BYTE:
+            return bytes([int(text[3:5], 16)])  # "<0xNN>"
+        return b""  # unused or undefined tokens print nothing
+
+    # end::token_to_piece[]
+
+    def decode_bytes(
+        self, ids: Iterable[int], special: bool = False, remove_special: bool = False
+    ) -> bytes:
+        """llama.cpp's llama_detokenize: pieces joined, then its space clean-up."""
+        ids = list(ids)
+        strip_space = self.add_space_prefix  # the space prefix encode added to the first word
+        if remove_special and self.add_bos and ids and ids[0] == self.bos_id:
+            strip_space = False
+            ids = ids[1:]
+        if remove_special and self.add_eos and ids and ids[-1] == self.eos_id:
+            ids = ids[:-1]
+        parts = []
+        for k, tid in enumerate(ids):
+            piece = self.token_to_piece(tid, special)
+            if k == 0 and strip_space and piece.startswith(b" "):
+                piece = piece[1:]
+            parts.append(piece)
+        out = b"".join(parts)
+        return _clean_spaces(out) if self.clean_spaces else out
+
+    def decode(
+        self, ids: Iterable[int], special: bool = False, remove_special: bool = False
+    ) -> str:
+        """Text of `ids` (invalid UTF-8, e.g. a cut multibyte character, becomes U+FFFD)."""
+        return self.decode_bytes(ids, special, remove_special).decode("utf-8", errors="replace")
+
+    def stream(self, special: bool = False) -> StreamDecoder:
+        return StreamDecoder(self, special)
+
+
+def _byte_decode(text: str) -> bytes:
+    """Byte-level token text -> bytes (llama.cpp prints unmapped characters as [UNK_BYTE_...])."""
+    try:
+        return bytes([CHAR_TO_BYTE[c] for c in text])
+    except KeyError:
+        out = b""
+        for c in text:
+            if c in CHAR_TO_BYTE:
+                out += bytes([CHAR_TO_BYTE[c]])
+            else:
+                out += b"[UNK_BYTE_0x" + c.encode("utf-8").hex().encode() + text.encode() + b"]"
+        return out
+
+
+# tag::clean_spaces[]
+def _clean_spaces(buf: bytes) -> bytes:
+    """llama.cpp's detokenizer clean-up for BPE vocabularies (GPT-2 style text):
+    " ?" " !" " ." " ," lose the space; " ' " loses both; " 's" " 'm" " 're" " 've" lose it."""
+    if not buf:
+        return buf
+    out = bytearray(buf[:1])  # pass 1: no space before ? ! . ,
+    for i in range(1, len(buf)):
+        if buf[i - 1] == 0x20 and buf[i] in b"?!.,":
+            out.pop()
+        out.append(buf[i])
+    src = bytearray(out)  # pass 2: a lone apostrophe between spaces
+    out = bytearray(src[:1])
+    i = 1
+    while i < len(src):
+        x = src[i]
+        if x == 0x27 and i + 1 < len(src) and src[i - 1] == 0x20 and src[i + 1] == 0x20:
+            out.pop()
+            src[i + 1] = 0  # the next space is dropped (llama.cpp overwrites it with NUL)
+            out.append(x)
+            i += 2
+            continue
+        out.append(x)
+        i += 1
+    src = bytearray(out)  # pass 3: contractions
+    out = bytearray(src[:1])
+    for i in range(1, len(src)):
+        if src[i - 1] == 0x20 and src[i] == 0x27 and i + 1 < len(src):
+            nxt = bytes(src[i + 1 : i + 3])
+            if nxt[:1] in (b"s", b"m") or (len(nxt) == 2 and nxt in (b"re", b"ve")):
+                out.pop()
+        out.append(src[i])
+    return bytes(out)
+
+
+# end::clean_spaces[]
+
+
+# tag::stream[]
+class StreamDecoder:
+    """Feed token ids one at a time; get back only text whose UTF-8 is complete.
+
+    A token may end in the middle of a multibyte character (byte-fallback tokens, byte-level
+    BPE): those bytes wait in the decoder until the rest arrives, so a streamed answer never
+    shows half a character. Bytes that can never become valid UTF-8 come out as U+FFFD.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, special: bool = False):
+        self.tokenizer = tokenizer
+        self.special = special
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, tid: int) -> str:
+        return self._utf8.decode(self.tokenizer.token_to_piece(tid, self.special))
+
+    def flush(self) -> str:
+        """Whatever is left at the end (an incomplete character becomes U+FFFD)."""
+        return self._utf8.decode(b"", final=True)
+
+
+# end::stream[]
