@@ -84,7 +84,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, sc
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)
         p /= p.sum(axis=1, keepdims=True, dtype=np.float64).astype(F32)
-        out[:, h, :] = p @ v[kv]
+        out[:, h, :] = to_f16_precision(p) @ v[kv]  # ggml: probabilities meet fp16 V as fp16
     return out
 # end::attention[]
 
