@@ -16,7 +16,9 @@ if [ ! -x "$PUPPETEER_EXECUTABLE_PATH" ] && ! ls .cache/mermaid/*.svg >/dev/null
 fi
 
 # npm deps: (re)install from the committed lock file when missing or older than the lock.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# (A symlinked node_modules belongs to another checkout: never let `npm ci` wipe it.)
+if [ ! -L node_modules ] && { [ ! -f node_modules/.package-lock.json ] \
+    || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
@@ -27,7 +29,9 @@ if ! git -C "$ROOT" rev-parse --verify -q HEAD >/dev/null 2>&1 \
     || [ "$(git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null)" != "$ROOT" ]; then
   SNAP="$ROOT/build/docs-snapshot"
   rm -rf "$SNAP" && mkdir -p "$SNAP"
-  cp -r "$ROOT/docs" "$SNAP/docs"
+  # The whole tree (docs may include tagged regions of pysrc/, csrc/, tests/), minus heavy dirs.
+  tar -C "$ROOT" -c --exclude=./node_modules --exclude=./build --exclude=./.cache --exclude=./.git \
+    --exclude='*.so' --exclude=__pycache__ . | tar -C "$SNAP" -x
   git -C "$SNAP" init -q -b main
   git -C "$SNAP" add -A
   git -C "$SNAP" -c user.name=ggufref -c user.email=docs@ggufref.invalid \

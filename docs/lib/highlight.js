@@ -25,5 +25,5 @@ Asciidoctor.SyntaxHighlighter.register('ggufref-hljs', {
   },
 })
 
-// Asciidoctor extension entry point: the registration above is global, nothing per document.
+// Antora extension entry point: requiring this module did the (global) registration.
 module.exports.register = function register () {}

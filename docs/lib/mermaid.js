@@ -17,15 +17,24 @@ const path = require('node:path')
 const PACKAGE = '@mermaid-js/mermaid-cli'
 // The font is fixed and installed from Debian (fonts-dejavu-core) on the host and in the image,
 // so that text widths, and therefore the SVG sizes, are the same wherever the site is built.
+const FONT = 'DejaVu Sans'
 const MERMAID_CONFIG = {
   theme: 'base',
+  fontFamily: FONT,
   htmlLabels: false,
   securityLevel: 'strict',
   deterministicIds: true,
   flowchart: { htmlLabels: false, curve: 'basis', padding: 12 },
-  sequence: { mirrorActors: false },
+  // Sequence diagrams measure text with their own font settings (default "trebuchet ms",
+  // verdana, arial), which fontconfig maps differently on different machines: pin them too.
+  sequence: {
+    mirrorActors: false,
+    actorFontFamily: FONT,
+    noteFontFamily: FONT,
+    messageFontFamily: FONT,
+  },
   themeVariables: {
-    fontFamily: 'DejaVu Sans',
+    fontFamily: FONT,
     fontSize: '14px',
     primaryColor: '#e8f1fb',
     primaryBorderColor: '#2f6fb5',
@@ -57,14 +66,18 @@ function diagramHash (source) {
 }
 
 // Where a block came from, for error messages: the page, and the include file and line if known.
-function describeOrigin (file, reader) {
-  let where = file.src.path || `${file.src.module}:${file.src.relative}`
+// The block's own reader only knows the block's lines, so ask the document's reader, which sits
+// just past the block's closing delimiter (in the included file when the block was included).
+function describeOrigin (file, parent) {
+  const src = file.src
+  const page = src.origin?.startPath ? `${src.origin.startPath}/${src.path}` : src.path || src.relative
+  let where = page
   try {
-    const cursor = reader.getCursor()
+    const cursor = parent.getDocument().getReader().getCursor()
     const inc = cursor.getPath()
     const line = cursor.getLineNumber()
-    if (inc && !where.endsWith(inc)) where += ` (included ${inc})`
-    if (line) where += `, near line ${line}`
+    if (inc && inc !== '<stdin>' && !page.endsWith(inc)) where += ` (in included ${inc})`
+    if (line > 1) where += `, diagram ending at line ${line - 1}`
   } catch {}
   return where
 }
@@ -88,7 +101,7 @@ function register ({ config = {} }) {
         const key = `${version}@${component}:${module_}:${relative}`
         let entry = diagrams.get(sha)
         if (!entry) diagrams.set(sha, (entry = { source, origins: [], files: [] }))
-        entry.origins.push(describeOrigin(file, reader))
+        entry.origins.push(describeOrigin(file, parent))
         if (!catalogFiles.has(key)) {
           const image = contentCatalog.addFile({
             contents: Buffer.alloc(0),
@@ -133,10 +146,12 @@ function register ({ config = {} }) {
 // Mermaid emits width="100%" and a max-width style; an <img> then stretches to the column.
 // Give the SVG its real width and height from the viewBox instead.
 function fixSize (svg) {
-  const m = svg.match(/viewBox="([-\d.]+)[ ,]+([-\d.]+)[ ,]+([\d.]+)[ ,]+([\d.]+)"/)
+  const m = svg.match(/<svg[^>]*?\sviewBox="([^"]+)"/)
   if (!m) return svg
-  const w = Math.ceil(parseFloat(m[3]))
-  const h = Math.ceil(parseFloat(m[4]))
+  const box = m[1].trim().split(/[\s,]+/).map(Number)
+  if (box.length !== 4 || !box.every(Number.isFinite)) return svg
+  const w = Math.ceil(box[2])
+  const h = Math.ceil(box[3])
   return svg.replace(/<svg([^>]*?)>/, (tag, attrs) => {
     let a = attrs.replace(/\swidth="[^"]*"/, '').replace(/\sheight="[^"]*"/, '')
     a = a.replace(/\sstyle="max-width:[^";]*;?([^"]*)"/, (s, rest) => (rest ? ` style="${rest}"` : ''))
