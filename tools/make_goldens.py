@@ -61,7 +61,24 @@ def greedy(llm, prompt: str, n: int, eog: set[int]) -> dict:
         tokens.append(tok)
         llm.eval([tok])
     return {"prompt": prompt, "prompt_ids": list(ids), "tokens": tokens, "top5": top5,
-            "top2_gap": gaps}
+            "top2_gap": gaps, **self_variation(llm, list(ids), tokens)}
+
+
+def self_variation(llm, ids: list[int], tokens: list[int]) -> dict:
+    """How much llama.cpp disagrees with itself: the same sequence scored in one batch vs one
+    token at a time (different kernels, different float summation order). Steps where its own
+    greedy choice flips between the two are recorded; a near-tie there is not a parity fact."""
+    seq = ids + tokens
+    llm.reset()
+    llm.eval(seq)
+    batch = np.array(llm.scores[len(ids) - 1 : len(seq)], dtype=np.float32)
+    llm.reset()
+    for t in seq:
+        llm.eval([t])
+    single = np.array(llm.scores[len(ids) - 1 : len(seq)], dtype=np.float32)
+    flips = [int(s) for s in np.nonzero(batch.argmax(1) != single.argmax(1))[0]]
+    return {"self_max_abs_diff": round(float(np.abs(batch - single).max()), 5),
+            "self_flip_steps": flips}
 
 
 def record(name: str, path: Path, prompts: list[tuple[str, int]], file_sha: str) -> None:

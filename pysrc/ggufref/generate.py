@@ -95,6 +95,11 @@ class Engine:
             raise ModelError(f"{n_prompt} prompt tokens + {max_tokens} to generate exceed the "
                              f"context of {self.n_ctx}; lower -n or raise --ctx")
 
+    def reset(self) -> None:
+        """Forget the cached conversation: the next prompt is prefilled from position 0."""
+        self.model.reset()
+        self._cached = []
+
     def _prefill(self, ids: list[int]) -> np.ndarray:
         """Run the part of `ids` the cache does not hold yet; logits of the last position."""
         keep = 0

@@ -1,0 +1,174 @@
+"""The loader: zero-copy opening, metadata accessors, and one GGUFError per kind of bad file."""
+
+from __future__ import annotations
+
+import resource
+import struct
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from ggufref.errors import GGUFError
+from ggufref.gguf_file import open_gguf
+from ggufref.models import resolve_model
+
+
+def _tiny(path: Path, arch: str = "llama", skip_key: str | None = None) -> Path:
+    """A small valid GGUF: two tensors (one Q8_0 matrix, one F32 vector) and the llama keys."""
+    w = gguf.GGUFWriter(str(path), arch)
+    keys = {"context_length": 64, "embedding_length": 32, "block_count": 1,
+            "feed_forward_length": 64, "attention.head_count": 4,
+            "attention.layer_norm_rms_epsilon": 1e-5}
+    for k, v in keys.items():
+        if k == skip_key:
+            continue
+        key = f"{arch}.{k}"
+        w.add_float32(key, v) if isinstance(v, float) else w.add_uint32(key, v)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b", "ccc"])
+    mat = np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32)
+    w.add_tensor("blk.0.attn_q.weight", gguf.quants.quantize(mat, T.Q8_0), raw_dtype=T.Q8_0)
+    w.add_tensor("output_norm.weight", np.ones(32, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _tensor_info_offsets(path: Path) -> list[dict[str, int]]:
+    """Where each tensor info's type and offset fields sit in the file (via gguf's reader)."""
+    r = gguf.GGUFReader(str(path))
+    out = []
+    for t in r.tensors:
+        f = t.field
+        name_len = len(bytes(f.parts[1]))
+        type_at = f.offset + 8 + name_len + 4 + 8 * len(t.shape)
+        out.append({"type": type_at, "offset": type_at + 4, "data": t.data_offset,
+                    "rel": int(f.parts[5][0])})
+    return out
+
+
+def _patch(path: Path, at: int, data: bytes) -> Path:
+    raw = bytearray(path.read_bytes())
+    raw[at : at + len(data)] = data
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    return _tiny(tmp_path / "tiny.gguf")
+
+
+def test_valid_file_opens_with_typed_metadata(tiny: Path) -> None:
+    f = open_gguf(tiny)
+    assert f.version == 3 and f.arch == "llama" and f.alignment == 32
+    assert f.get_int(f.arch_key("embedding_length")) == 32
+    assert f.arch_get("attention.head_count") == 4
+    assert f.get("tokenizer.ggml.tokens") == ["a", "b", "ccc"]
+    assert f.array_len("tokenizer.ggml.tokens") == 3
+    w = f.quant_tensor("blk.0.attn_q.weight")
+    assert w.shape == (4, 32) and w.qtype == T.Q8_0 and w.data.shape == (4, 34)
+    with pytest.raises(GGUFError, match="an integer"):
+        f.get_int("tokenizer.ggml.tokens")
+
+
+def test_tensor_data_is_a_view_of_the_mapped_file(tiny: Path) -> None:
+    f = open_gguf(tiny)
+    t = f.tensors["blk.0.attn_q.weight"]
+    assert isinstance(t.raw.base, np.memmap) or isinstance(t.raw, np.memmap)
+    assert not t.raw.flags.owndata
+    assert bytes(t.raw[:34]) == tiny.read_bytes()[t.offset : t.offset + 34]
+
+
+def test_opening_the_default_model_does_not_read_it_into_memory() -> None:
+    path = resolve_model(None, progress=False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    f = open_gguf(path)
+    assert len(f.tensors) == 236
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 60, f"opening grew peak RSS by {grown_mb:.0f} MiB (file: 241 MiB)"
+
+
+def test_wrong_magic(tiny: Path) -> None:
+    with pytest.raises(GGUFError, match=r"magic: found b'XXUF', expected b'GGUF'"):
+        open_gguf(_patch(tiny, 0, b"XXUF"))
+
+
+def test_non_gguf_file(tmp_path: Path) -> None:
+    p = tmp_path / "notes.txt"
+    p.write_text("hello, this is not a model\n")
+    with pytest.raises(GGUFError, match="not a GGUF file"):
+        open_gguf(p)
+
+
+def test_unsupported_version(tiny: Path) -> None:
+    with pytest.raises(GGUFError, match="version: found 7, expected 2 or 3"):
+        open_gguf(_patch(tiny, 4, struct.pack("<I", 7)))
+
+
+@pytest.mark.parametrize("keep", [0, 3, 23, 60, 200])
+def test_truncated_file(tiny: Path, keep: int) -> None:
+    tiny.write_bytes(tiny.read_bytes()[:keep])
+    with pytest.raises(GGUFError):
+        open_gguf(tiny)
+
+
+def test_truncated_inside_tensor_data_names_the_tensor(tiny: Path) -> None:
+    data = tiny.read_bytes()
+    tiny.write_bytes(data[:-10])
+    with pytest.raises(GGUFError, match="output_norm.weight.*past the end of the file"):
+        open_gguf(tiny)
+
+
+def test_tensor_count_far_larger_than_the_file_allows(tiny: Path) -> None:
+    with pytest.raises(GGUFError, match=r"tensor_count: found 1099511627776, expected at most"):
+        open_gguf(_patch(tiny, 8, struct.pack("<Q", 2**40)))
+
+
+def test_unknown_type_id(tiny: Path) -> None:
+    at = _tensor_info_offsets(tiny)[0]["type"]
+    with pytest.raises(GGUFError, match="ggml type id: found 99, expected a known ggml type"):
+        open_gguf(_patch(tiny, at, struct.pack("<I", 99)))
+
+
+def test_tensor_offset_beyond_the_end(tiny: Path) -> None:
+    at = _tensor_info_offsets(tiny)[1]["offset"]
+    with pytest.raises(GGUFError, match="past the end of the file"):
+        open_gguf(_patch(tiny, at, struct.pack("<Q", 2**33)))
+
+
+def test_misaligned_tensor_offset(tiny: Path) -> None:
+    info = _tensor_info_offsets(tiny)[1]
+    with pytest.raises(GGUFError, match="a multiple of alignment 32"):
+        open_gguf(_patch(tiny, info["offset"], struct.pack("<Q", info["rel"] + 4)))
+
+
+def test_overlapping_tensors(tiny: Path) -> None:
+    infos = _tensor_info_offsets(tiny)
+    with pytest.raises(GGUFError, match="overlapping data"):
+        open_gguf(_patch(tiny, infos[1]["offset"], struct.pack("<Q", infos[0]["rel"])))
+
+
+def test_row_length_not_a_multiple_of_the_block_size(tiny: Path) -> None:
+    r = gguf.GGUFReader(str(tiny))
+    t = r.tensors[0]
+    ne0_at = t.field.offset + 8 + len(bytes(t.field.parts[1])) + 4
+    with pytest.raises(GGUFError, match="row length .* a multiple of 32"):
+        open_gguf(_patch(tiny, ne0_at, struct.pack("<Q", 33)))
+
+
+def test_missing_architecture_key_is_named(tmp_path: Path) -> None:
+    p = _tiny(tmp_path / "nokey.gguf", skip_key="embedding_length")
+    with pytest.raises(GGUFError, match="llama.embedding_length: found missing"):
+        open_gguf(p)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(GGUFError, match="no such file"):
+        open_gguf(tmp_path / "absent.gguf")
+    with pytest.raises(GGUFError, match="not a regular file"):
+        open_gguf(tmp_path)
