@@ -100,8 +100,9 @@ class Engine:
         self.model.reset()
         self._cached = []
 
-    def _prefill(self, ids: list[int]) -> np.ndarray:
-        """Run the part of `ids` the cache does not hold yet; logits of the last position."""
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        """Run the part of `ids` the cache does not hold yet: (logits of the last position,
+        number of tokens actually run)."""
         keep = 0
         for a, b in zip(self._cached, ids[:-1], strict=False):  # always recompute the last one
             if a != b:
@@ -110,7 +111,7 @@ class Engine:
         self.model.cache.truncate(keep)
         logits = self.model.forward(ids[keep:], keep)
         self._cached = list(ids)
-        return logits[-1]
+        return logits[-1], len(ids) - keep
 
     # tag::generate_loop[]
     def generate(self, prompt_ids: list[int], max_tokens: int = 32,
@@ -123,8 +124,8 @@ class Engine:
         out.timings.load_s = self.load_s
         smp, stream = Sampler(sampler), self.tokenizer.stream()
         t0 = time.perf_counter()
-        logits = self._prefill(list(prompt_ids))
-        out.timings.prefill_s, out.timings.prefill_tokens = time.perf_counter() - t0, len(prompt_ids)
+        logits, n_run = self._prefill(list(prompt_ids))
+        out.timings.prefill_s, out.timings.prefill_tokens = time.perf_counter() - t0, n_run
         t_dec = time.perf_counter()
         while True:
             if not np.isfinite(logits).all():

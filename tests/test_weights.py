@@ -1,0 +1,46 @@
+"""QuantTensor validation and the memory plan of the default model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from ggufref.gguf_file import memory_plan, open_gguf
+from ggufref.models import resolve_model
+from ggufref.weights import MemoryPlan, QuantTensor, tensor_group
+
+
+def test_quant_tensor_checks_row_length_and_bytes() -> None:
+    QuantTensor(T.Q4_K, (2, 256), np.zeros((2, 144), np.uint8))
+    with pytest.raises(ValueError, match="row length 100 is not a multiple of 256"):
+        QuantTensor(T.Q4_K, (2, 100), np.zeros((2, 144), np.uint8))
+    with pytest.raises(ValueError, match=r"expected uint8 \(2, 144\)"):
+        QuantTensor(T.Q4_K, (2, 256), np.zeros((2, 143), np.uint8))
+
+
+def test_tensor_groups() -> None:
+    assert tensor_group("token_embd.weight") == "embeddings"
+    assert tensor_group("blk.3.attn_q.weight") == "attention"
+    assert tensor_group("blk.3.attn_q_norm.weight") == "norms"
+    assert tensor_group("blk.0.ffn_down.weight") == "ffn"
+    assert tensor_group("output.weight") == "output"
+
+
+def test_memory_plan_by_hand() -> None:
+    plan = MemoryPlan.build({"token_embd.weight": (34, 32), "blk.0.ffn_up.weight": (144, 256)},
+                            n_layer=2, n_head_kv=1, head_dim=4, head_dim_v=4, n_ctx=10)
+    assert plan.stored_total == 34 + 144
+    assert plan.fp32_total == 4 * (32 + 256)
+    assert plan.kv_cache_bytes == 4 * 2 * 1 * (4 + 4) * 10  # f32 * layers * heads * (k+v) * ctx
+
+
+def test_default_model_plan_resident_total_is_within_5_percent_of_the_file() -> None:
+    f = open_gguf(resolve_model(None, progress=False))
+    plan = memory_plan(f, 1024)
+    assert abs(plan.stored_total - f.size) / f.size < 0.05
+    assert plan.fp32_total > 4 * plan.stored_total  # ~1 GiB of FP32 vs ~235 MiB kept quantized
+    groups = {g.group: g for g in plan.groups}
+    assert groups["embeddings"].stored_bytes == 262144 * 640 // 32 * 34  # Q8_0 token_embd
+    # 18 layers x 1 KV head x (256 + 256) x 1024 positions x 4 bytes
+    assert plan.kv_cache_bytes == 18 * 1 * 512 * 1024 * 4
