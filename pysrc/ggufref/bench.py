@@ -1,0 +1,287 @@
+"""End-to-end benchmark: ggufref and llama.cpp on the same model, same settings, same run.
+
+Each engine runs in its own child process (``python -m ggufref.bench worker ...``) so that its
+peak RSS (VmHWM) is its own. Per engine and repeat: prefill a prompt of exactly P tokens (cache
+reset first), then decode G tokens greedily. Reported: load time, time to first token for a short
+prompt (load included), prefill and decode tok/s (median, min, max over R repeats), peak RSS, and
+the weight bytes decode reads per second, next to the machine's streaming-read bandwidth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+SHORT_PROMPT = "The capital of France is"
+FILLER = ("The weights stay quantized in their blocks, and every matrix is read row by row. "
+          "A token becomes a vector, the vector passes through the layers, and logits come out. ")
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process in MiB (the kernel's high-water mark of resident memory)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def prompt_of(tokenize: Any, n: int) -> list[int]:
+    """Exactly n prompt ids (BOS included) cut from a repeated filler text."""
+    ids = tokenize(FILLER * (n // 8 + 2))
+    return ids[:n]
+
+
+def decode_weight_bytes(path: str) -> int:
+    """Bytes of weights one decode step reads: every matrix once, the output matrix included."""
+    from ggufref.gguf_file import open_gguf
+
+    f = open_gguf(path)
+    total = sum(t.nbytes for t in f.tensors.values() if len(t.shape) == 2
+                and t.name != "token_embd.weight")
+    # token_embd: one row for the lookup, the whole matrix again when it is the tied output
+    embd = f.tensors["token_embd.weight"]
+    return total + (embd.nbytes if "output.weight" not in f.tensors else 0)
+
+
+# --- workers (run in a child process) --------------------------------------------------------
+
+
+def _work_ggufref(path: str, a: dict[str, Any]) -> dict[str, Any]:
+    from ggufref import kernels
+    from ggufref.generate import Engine
+
+    t0 = time.perf_counter()
+    e = Engine(path, n_ctx=a["ctx"], threads=a["threads"], progress=False)
+    load_s = time.perf_counter() - t0
+    first = e.generate(e.encode(SHORT_PROMPT), 1)
+    ttft = load_s + first.timings.first_token_s
+    ids = prompt_of(e.encode, a["prompt_tokens"])
+    prefill, decode = [], []
+    for _ in range(a["repeat"]):
+        e.reset()
+        g = e.generate(ids, a["gen_tokens"], stop_ids=set())
+        prefill.append(g.timings.prefill_tok_s)
+        decode.append(g.timings.decode_tok_s)
+    return {"load_s": load_s, "ttft_s": ttft, "prefill": prefill, "decode": decode,
+            "isa": kernels.current_isa(), "threads": kernels.get_threads()}
+
+
+def _work_llama_cpp(path: str, a: dict[str, Any]) -> dict[str, Any]:
+    import llama_cpp
+
+    t0 = time.perf_counter()
+    llm = llama_cpp.Llama(path, n_ctx=a["ctx"], n_threads=a["threads"],
+                          n_threads_batch=a["threads"], n_batch=512, verbose=False)
+    load_s = time.perf_counter() - t0
+    n_vocab = llm.n_vocab()
+
+    def last_logits() -> np.ndarray:
+        ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+
+    t1 = time.perf_counter()
+    llm.eval(llm.tokenize(SHORT_PROMPT.encode(), add_bos=True))
+    int(last_logits().argmax())
+    ttft = load_s + time.perf_counter() - t1
+    ids = prompt_of(lambda s: llm.tokenize(s.encode(), add_bos=True), a["prompt_tokens"])
+    prefill, decode = [], []
+    for _ in range(a["repeat"]):
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(ids)
+        prefill.append(len(ids) / (time.perf_counter() - t))
+        tok = int(last_logits().argmax())
+        t = time.perf_counter()
+        for _ in range(a["gen_tokens"] - 1):
+            llm.eval([tok])
+            tok = int(last_logits().argmax())
+        decode.append((a["gen_tokens"] - 1) / (time.perf_counter() - t))
+    return {"load_s": load_s, "ttft_s": ttft, "prefill": prefill, "decode": decode,
+            "version": llama_cpp.__version__}
+
+
+def worker(engine: str, path: str, args: dict[str, Any]) -> None:
+    fn = _work_ggufref if engine == "ggufref" else _work_llama_cpp
+    out = fn(path, args)
+    out["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(out))
+
+
+# --- the parent: run both, summarise ---------------------------------------------------------
+
+
+def _spread(xs: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(xs), 2), "min": round(min(xs), 2),
+            "max": round(max(xs), 2)}
+
+
+def run_engine(engine: str, path: str, args: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "ggufref.bench", "worker", engine, path, json.dumps(args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{engine} benchmark failed: {tail}")
+    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"load_s": round(raw["load_s"], 3), "ttft_s": round(raw["ttft_s"], 3),
+            "prefill_tok_s": _spread(raw["prefill"]), "decode_tok_s": _spread(raw["decode"]),
+            "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+            **{k: raw[k] for k in ("isa", "version") if k in raw}}
+
+
+def llama_cpp_available() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from ggufref import kernels
+
+    return {"cpu": cpu, "cores": os.cpu_count() or 1, "isa": kernels.best_isa()}
+
+
+def stream_read_gb_s(threads: int) -> float:
+    """The machine's streaming-read bandwidth, measured now: a 1 GiB buffer summed in C."""
+    from ggufref import kernels
+
+    kernels.set_threads(threads)
+    buf = np.ones(1 << 30, dtype=np.uint8)
+    kernels.stream_read(buf)  # touch the pages once
+    return round(max(kernels.stream_read(buf) for _ in range(3)), 2)
+
+
+def benchmark(path: str, threads: int, prompt_tokens: int, gen_tokens: int, repeat: int,
+              ctx: int, compare: bool) -> dict[str, Any]:
+    args = {"threads": threads, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens,
+            "repeat": repeat, "ctx": ctx}
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": os.path.basename(path),
+        "threads": threads, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens,
+        "repeat": repeat, "ctx": ctx, "stream_read_gb_s": stream_read_gb_s(threads),
+        "engines": {},
+    }
+    weight_bytes = decode_weight_bytes(path)
+    engines = ["ggufref"] + (["llama.cpp"] if compare else [])
+    for name in engines:
+        r = run_engine(name, path, args)
+        r["decode_weight_gb_s"] = round(r["decode_tok_s"]["median"] * weight_bytes / 1e9, 2)
+        result["engines"][name] = r
+    if "llama.cpp" in result["engines"]:
+        ours, ref = result["engines"]["ggufref"], result["engines"]["llama.cpp"]
+        result["ratios"] = {
+            "prefill": round(ours["prefill_tok_s"]["median"] / ref["prefill_tok_s"]["median"], 3),
+            "decode": round(ours["decode_tok_s"]["median"] / ref["decode_tok_s"]["median"], 3),
+            "peak_rss": round(ours["peak_rss_mb"] / ref["peak_rss_mb"], 3),
+            "ttft": round(ours["ttft_s"] / ref["ttft_s"], 3),
+        }
+    return result
+
+
+def table(r: dict[str, Any]) -> str:
+    names = list(r["engines"])
+    rows = [("load (s)", lambda e: f"{e['load_s']:.2f}"),
+            ("first token, load included (s)", lambda e: f"{e['ttft_s']:.2f}"),
+            (f"prefill {r['prompt_tokens']} tok (tok/s)", lambda e: _fmt(e["prefill_tok_s"])),
+            (f"decode {r['gen_tokens']} tok (tok/s)", lambda e: _fmt(e["decode_tok_s"])),
+            ("peak RSS (MiB)", lambda e: f"{e['peak_rss_mb']:.0f}"),
+            ("decode weight reads (GB/s)", lambda e: f"{e['decode_weight_gb_s']:.1f}")]
+    head = f"{'':34}" + "".join(f"{n:>24}" for n in names)
+    lines = [f"{r['model']}, {r['threads']} threads, n_ctx {r['ctx']}, {r['repeat']} repeats; "
+             f"streaming read {r['stream_read_gb_s']} GB/s", head]
+    for label, fmt in rows:
+        lines.append(f"{label:34}" + "".join(f"{fmt(r['engines'][n]):>24}" for n in names))
+    if "ratios" in r:
+        q = r["ratios"]
+        lines.append(f"ratios ggufref / llama.cpp: prefill {q['prefill']:.2f}x, decode "
+                     f"{q['decode']:.2f}x, peak RSS {q['peak_rss']:.2f}x, first token "
+                     f"{q['ttft']:.2f}x")
+    return "\n".join(lines)
+
+
+def _fmt(s: dict[str, float]) -> str:
+    return f"{s['median']:.1f} [{s['min']:.1f}-{s['max']:.1f}]"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "worker":
+        worker(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))
+    else:
+        sys.exit("usage: python -m ggufref.bench worker ENGINE PATH ARGS_JSON")
+
+
+# --- --profile: where decode time goes ---------------------------------------------------------
+
+
+def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024) -> str:
+    """Time each operation of the forward pass during greedy decode (wrappers are installed
+    around the functions the model modules call, so the model code itself stays plain)."""
+    from collections import defaultdict
+
+    from ggufref.generate import Engine
+    from ggufref.model import gemma3, llama
+
+    spent: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.perf_counter() - t
+                calls[name] += 1
+        return wrapper
+
+    e = Engine(path, n_ctx=ctx, threads=threads, progress=False)
+    output = e.model.output
+    for mod in (gemma3, llama):
+        for name in ("rms_norm", "rope", "rope_angles", "attention", "gelu_tanh", "silu"):
+            if hasattr(mod, name):
+                setattr(mod, name, timed(name, getattr(mod, name)))
+        lin = mod.linear
+
+        def linear(x: Any, w: Any, _lin: Any = lin) -> Any:
+            key = "linear (output)" if w is output else f"linear {w.qtype.name}"
+            return timed(key, _lin)(x, w)
+
+        mod.linear = linear  # type: ignore[assignment]
+    e.model.embed = timed("embed", e.model.embed)  # type: ignore[method-assign]
+    ids = e.encode(SHORT_PROMPT)
+    e.generate(ids, 2)
+    spent.clear()
+    calls.clear()
+    t = time.perf_counter()
+    g = e.generate(ids, n_tokens, stop_ids=set())
+    total = time.perf_counter() - t - g.timings.prefill_s
+    steps = max(1, g.timings.decode_tokens)
+    lines = [f"decode profile: {steps} tokens, {1000 * total / steps:.2f} ms/token, "
+             f"{steps / total:.1f} tok/s", f"{'operation':<22}{'ms/token':>10}{'share':>8}"
+             f"{'calls/token':>13}"]
+    for name, s in sorted(spent.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{name:<22}{1000 * s / steps:>10.3f}{100 * s / total:>7.1f}%"
+                     f"{calls[name] / steps:>13.1f}")
+    other = total - sum(spent.values())
+    lines.append(f"{'python + sampling':<22}{1000 * other / steps:>10.3f}"
+                 f"{100 * other / total:>7.1f}%")
+    return "\n".join(lines)
