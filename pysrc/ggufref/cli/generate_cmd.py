@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--prompt", required=True, help="the text to continue")
     p.add_argument("-n", "--n-predict", type=positive_int, default=64, dest="n",
                    help="tokens to generate at most (default 64)")
-    p.add_argument("--ctx", type=positive_int, default=1024, help="context size (default 1024)")
+    p.add_argument("--ctx", type=positive_int, default=None,
+                   help="context size (default: 1024 or the model's trained context if smaller)")
     add_threads_arg(p)
     add_sampling_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")

@@ -85,13 +85,16 @@ def _check_shapes(f: GGUFFile, cfg: ModelConfig, i: int, lw: LayerWeights) -> No
                              f"expected {shape} from the metadata")
 
 
+DEFAULT_CTX = 1024  # positions the KV cache holds when no size is asked for
+
+
 class Model:
     """A model ready to run: weights mapped from the file, a KV cache of n_ctx positions."""
 
     def __init__(self, f: GGUFFile, n_ctx: int | None = None):
         self.file = f
         self.cfg = cfg = ModelConfig.from_gguf(f)
-        n_ctx = n_ctx or min(cfg.n_ctx_train, 4096)
+        n_ctx = n_ctx or min(cfg.n_ctx_train, DEFAULT_CTX)
         if n_ctx <= 0:
             raise ModelError(f"context size must be > 0, got {n_ctx}")
         if n_ctx > cfg.n_ctx_train:
