@@ -60,7 +60,8 @@ class Generation:
 
 
 def tokenizer_metadata(f: GGUFFile) -> dict[str, object]:
-    return {k: f.get(k) for k in f.keys() if k.startswith("tokenizer.")}
+    """The ``tokenizer.*`` keys (vocabulary, chat template...) as plain values."""
+    return f.with_prefix("tokenizer.")
 
 
 class Engine:
@@ -74,7 +75,7 @@ class Engine:
         if threads:
             kernels.set_threads(threads)
         self.model = Model(self.file, n_ctx)
-        self.tokenizer = Tokenizer.from_gguf(tokenizer_metadata(self.file))
+        self.tokenizer = Tokenizer.from_gguf(self.file)
         self.load_s = time.perf_counter() - t0
         self._cached: list[int] = []  # the token ids whose K/V the cache holds, in order
 

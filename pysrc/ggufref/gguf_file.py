@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
@@ -83,11 +84,13 @@ class _Reader(GGUFReader):
     * Tensor infos are checked (type id, dims, bounds) before the reader builds views of them.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fh: BinaryIO):
         self._path = path
-        self._size = path.stat().st_size
+        self._size = os.fstat(fh.fileno()).st_size
         self.string_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        super().__init__(path, "r")
+        # np.memmap takes the open file: the bytes we validate are the bytes of this inode,
+        # even if the path is replaced or unlinked meanwhile.
+        super().__init__(fh, "r")  # type: ignore[arg-type]
 
     def _get_str(self, offset: int):  # type: ignore[no-untyped-def]
         slen = self._get(offset, np.uint64)
@@ -97,7 +100,12 @@ class _Reader(GGUFReader):
         return super()._get_str(offset)
 
     def _get_field_parts(self, orig_offs: int, raw_type: int):  # type: ignore[no-untyped-def]
-        if GGUFValueType(raw_type) != GGUFValueType.ARRAY:
+        vtype = GGUFValueType(int(raw_type))
+        if vtype in _SCALAR_NP:  # the base reader returns an empty array past the end
+            if orig_offs + np.dtype(_SCALAR_NP[vtype]).itemsize > self._size:
+                raise _Truncated(f"{vtype.name} value at byte {orig_offs}")
+            return super()._get_field_parts(orig_offs, raw_type)
+        if vtype != GGUFValueType.ARRAY:
             return super()._get_field_parts(orig_offs, raw_type)
         raw_itype = self._get(orig_offs, np.uint32)
         alen = self._get(orig_offs + 4, np.uint64)
@@ -112,9 +120,9 @@ class _Reader(GGUFReader):
             return 12 + size, [raw_itype, alen, items], [2], [GGUFValueType.ARRAY, itype]
         if itype == GGUFValueType.STRING:
             return self._string_array(orig_offs, raw_itype, alen, count)
-        if count * 12 > self._size - offs:  # nested arrays: each item is at least type + count
-            raise _Truncated(f"array of {count} arrays")
-        return super()._get_field_parts(orig_offs, raw_type)
+        # Arrays of arrays: the format allows them, no model uses them, llama.cpp refuses them,
+        # and walking them costs a few numpy objects per item. Refuse them too.
+        raise _Unsupported(f"metadata array at byte {orig_offs}: item type {itype.name}")
 
     def _string_array(self, orig_offs: int, raw_itype: np.ndarray, alen: np.ndarray, count: int):  # type: ignore[no-untyped-def]
         if count * 8 > self._size - orig_offs - 12:
@@ -143,6 +151,10 @@ class _Reader(GGUFReader):
 
 class _Truncated(Exception):
     """Raised inside the reader when a length runs past the end of the file."""
+
+
+class _Unsupported(Exception):
+    """Raised inside the reader for a structure the format allows but this loader refuses."""
 
 
 def _check_tensor_info(path: Path, size: int, start: int, align: int, field: Any) -> None:
@@ -200,15 +212,30 @@ class TensorInfo:
 # end::tensor_info[]
 
 
-def _check_header(path: Path) -> int:
-    """Magic, version and counts, read before the reader walks the file. Returns the size."""
+def _open_checked(path: Path) -> tuple[BinaryIO, int]:
+    """Open the file and check magic, version and counts before the reader walks it.
+
+    Returns the open file (kept for the life of the GGUFFile, see ``check_unchanged``) and its
+    size."""
     if not path.exists():
         raise GGUFError(path, "model file", "no such file", "an existing .gguf file")
     if not path.is_file():
         raise GGUFError(path, "model file", "not a regular file", "a .gguf file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(HEADER_BYTES)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by GGUFFile's finalizer
+    except OSError as err:
+        raise GGUFError(path, "model file", err.strerror or type(err).__name__, "readable") from None
+    try:
+        return fh, _check_header(path, fh)
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _check_header(path: Path, fh: BinaryIO) -> int:
+    """Magic, version and counts. Returns the size."""
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(HEADER_BYTES)
     if len(head) < 4 or int.from_bytes(head[:4], "little") != GGUF_MAGIC:
         raise GGUFError(path, "magic", repr(head[:4]), "b'GGUF' (not a GGUF file)")
     if len(head) < HEADER_BYTES:
@@ -232,6 +259,8 @@ def _reader_error(path: Path, err: Exception) -> GGUFError:
     msg = str(err)
     if isinstance(err, _Truncated):
         return GGUFError(path, f"metadata {msg}", "runs past the end of the file", "inside the file")
+    if isinstance(err, _Unsupported):
+        return GGUFError(path, msg, "nested array", "an array of scalars or strings")
     m = re.search(r"(\d+) is not a valid GGUFValueType", msg)
     if m:
         return GGUFError(path, "metadata value type", int(m.group(1)), "a GGUF value type 0..12")
@@ -250,9 +279,10 @@ class GGUFFile:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self.size = _check_header(self.path)
+        self._fh, self.size = _open_checked(self.path)
+        weakref.finalize(self, self._fh.close)
         try:
-            self._reader = _Reader(self.path)
+            self._reader = _Reader(self.path, self._fh)
         except GGUFError:
             raise
         except (MemoryError, RecursionError) as err:
@@ -296,6 +326,13 @@ class GGUFFile:
     def keys(self) -> list[str]:
         return [k for k in self._reader.fields if not k.startswith("GGUF.")]
 
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.keys())
+
+    def with_prefix(self, *prefixes: str) -> dict[str, Any]:
+        """Decoded values of every key starting with one of `prefixes` (e.g. "tokenizer.")."""
+        return {k: self.get(k) for k in self.keys() if k.startswith(prefixes)}
+
     def __contains__(self, key: str) -> bool:
         return key in self._reader.fields
 
@@ -318,9 +355,7 @@ class GGUFFile:
             return field.parts[-1].tolist()[0]
         if field.types[-1] == GGUFValueType.STRING and field.offset in self._string_table:
             starts, lengths = self._string_table[field.offset]
-            mm = self._reader.data
-            return [bytes(mm[s : s + n]).decode("utf-8", errors="replace")
-                    for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
+            return _strings(self._reader.data, starts, lengths)
         if len(field.data) == 1 and field.types[-1] in _SCALAR_NP:
             return field.parts[field.data[0]].tolist()
         return field.contents()
@@ -391,9 +426,7 @@ class GGUFFile:
         field = self._reader.fields[key]
         if field.offset in self._string_table:
             starts, lengths = self._string_table[field.offset]
-            mm = self._reader.data
-            return [bytes(mm[s : s + n]).decode("utf-8", errors="replace")
-                    for s, n in zip(starts[:k].tolist(), lengths[:k].tolist(), strict=True)]
+            return _strings(self._reader.data, starts[:k], lengths[:k])
         value = self.get(key)
         return list(value[:k]) if isinstance(value, list) else [value]
 
@@ -427,7 +460,59 @@ class GGUFFile:
         return formats.dequantize(t.qtype, t.raw).reshape(t.shape)
 
 
+    # -- checks for the generate path -------------------------------------------------------
+
+    # tag::check_scales[]
+    def check_scales(self) -> None:
+        """Every fp16 scale (d, dmin, m) of every block-quantized tensor is finite.
+
+        A NaN or inf scale poisons every logit; C would happily multiply it. Only the scale
+        fields are read, as a strided uint16 view ((n_blocks, 1) per field, no copy of the
+        codes): an fp16 number is inf or NaN exactly when its 5 exponent bits are all ones.
+        """
+        for t in self.tensors.values():
+            lay = formats.LAYOUTS.get(t.qtype)
+            if lay is None or lay.block_elems == 1:  # F32/F16/BF16 have no block scales
+                continue
+            blocks = t.raw.reshape(-1, lay.block_bytes)  # (n_blocks, block_bytes)
+            offs = lay.offsets()
+            for fld in lay.fields:
+                if fld.dtype != "f2":
+                    continue
+                bits = blocks[:, offs[fld.name] : offs[fld.name] + 2].view("<u2")  # (n_blocks, 1)
+                bad = (bits & 0x7C00) == 0x7C00
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    value = float(bits[i, 0:1].view("<f2")[0])
+                    raise GGUFError(self.path, f"tensor {t.name!r}: block {i} scale {fld.name}",
+                                    value, "a finite fp16 number")
+    # end::check_scales[]
+
+    def check_unchanged(self) -> None:
+        """Refuse to go on if the file shrank since it was opened.
+
+        The tensors are a memory map: reading a page past the new end of a truncated file kills
+        the process with SIGBUS, which Python cannot catch. The engine calls this before each
+        generation; a truncation *during* a generation cannot be caught this way. Unlinking the
+        file is harmless: the open file and the map keep its data alive.
+        """
+        now = os.fstat(self._fh.fileno()).st_size
+        if now < self.size:
+            raise GGUFError(self.path, "file size", f"{now} bytes (the file shrank while in use)",
+                            f"{self.size} bytes as when it was opened")
+
+
 _REQUIRED = object()
+
+
+def _strings(mm: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[str]:
+    """Decode a table of (offset, length) strings with one copy of their byte range."""
+    if len(starts) == 0:
+        return []
+    base = int(starts[0])
+    blob = bytes(mm[base : int(starts[-1] + lengths[-1])])
+    return [blob[s - base : s - base + n].decode("utf-8", errors="replace")
+            for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
 
 
 def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:
