@@ -9,7 +9,7 @@
 // ---------------------------------------------------------------- float weights
 float ggr_dot_f32_scalar(int n, const void *w, const void *x) {
     const float *a = w, *b = x;
-    double s = 0.0;  // the reference accumulates in double
+    double s = 0.0; // the reference accumulates in double
     for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
     return (float)s;
 }
@@ -40,8 +40,8 @@ float ggr_dot_q4_0_scalar(int n, const void *w, const void *x) {
     for (int b = 0; b < n / QK; b++) {
         int isum = 0;
         for (int j = 0; j < QK / 2; j++) {
-            int q_lo = (wb[b].qs[j] & 0x0f) - 8;  // element j
-            int q_hi = (wb[b].qs[j] >> 4) - 8;    // element j + 16
+            int q_lo = (wb[b].qs[j] & 0x0f) - 8; // element j
+            int q_hi = (wb[b].qs[j] >> 4) - 8;   // element j + 16
             isum += q_lo * xb[b].qs[j] + q_hi * xb[b].qs[j + QK / 2];
         }
         sum += ggr_fp16_to_fp32(wb[b].d) * xb[b].d * (float)isum;
@@ -187,7 +187,7 @@ float ggr_dot_q4_K_scalar(int n, const void *w, const void *x) {
     float sum = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         int isum = 0, imin = 0;
-        for (int s = 0; s < 8; s++) {  // sub-blocks of 32
+        for (int s = 0; s < 8; s++) { // sub-blocks of 32
             int sc, mn, sub = 0;
             scale_min_k4(wb[b].scales, s, &sc, &mn);
             const uint8_t *qs = wb[b].qs + 32 * (s / 2);
@@ -238,7 +238,7 @@ float ggr_dot_q6_K_scalar(int n, const void *w, const void *x) {
     for (int b = 0; b < n / QK_K; b++) {
         int isum = 0;
         for (int e = 0; e < QK_K; e++) {
-            int half = e / 128, g = (e % 128) / 32, l = e % 32;  // g: which of the 4 groups of 32
+            int half = e / 128, g = (e % 128) / 32, l = e % 32; // g: which of the 4 groups of 32
             const uint8_t *ql = wb[b].ql + 64 * half, *qh = wb[b].qh + 32 * half;
             int low = g % 2 ? ql[l + 32] : ql[l];
             low = g < 2 ? low & 0x0f : low >> 4;

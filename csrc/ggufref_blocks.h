@@ -9,15 +9,16 @@
 
 #include <stdint.h>
 
-#define QK 32     // elements per block of the legacy formats (Q4_0 ... Q8_0)
-#define QK_K 256  // elements per super-block of the K-quants
+#define QK 32    // elements per block of the legacy formats (Q4_0 ... Q8_0)
+#define QK_K 256 // elements per super-block of the K-quants
 
-typedef uint16_t ggml_half;  // IEEE binary16, stored as raw bits
-typedef uint16_t ggml_bf16;  // bfloat16: the top 16 bits of an IEEE binary32
+typedef uint16_t ggml_half; // IEEE binary16, stored as raw bits
+typedef uint16_t ggml_bf16; // bfloat16: the top 16 bits of an IEEE binary32
 
 // tag::blocks_legacy[]
 // F32 / F16 / BF16: one element per "block"; x = value. 32 / 16 / 16 bpw.
 
+// tag::block_q4_0[]
 // Q4_0: 32 elements, x = d * (q - 8), q in [0, 15]. 4.5 bpw.
 // qs byte j holds element j in its low nibble and element j + 16 in its high nibble.
 typedef struct {
@@ -25,6 +26,7 @@ typedef struct {
     uint8_t qs[QK / 2]; // 4-bit quants, two per byte
 } block_q4_0;
 _Static_assert(sizeof(block_q4_0) == 2 + QK / 2, "block_q4_0 size");
+// end::block_q4_0[]
 
 // Q4_1: 32 elements, x = d * q + m, q in [0, 15]. 5 bpw.
 typedef struct {
@@ -52,13 +54,15 @@ typedef struct {
 } block_q5_1;
 _Static_assert(sizeof(block_q5_1) == 2 + 2 + 4 + QK / 2, "block_q5_1 size");
 
+// tag::block_q8_0[]
 // Q8_0: 32 elements, x = d * q, q in [-127, 127]. 8.5 bpw.
 // (Also ggml's activation format for Q4_0, Q5_0, Q8_0 weights.)
 typedef struct {
-    ggml_half d;    // scale
-    int8_t qs[QK];  // quants
+    ggml_half d;   // scale
+    int8_t qs[QK]; // quants
 } block_q8_0;
 _Static_assert(sizeof(block_q8_0) == 2 + QK, "block_q8_0 size");
+// end::block_q8_0[]
 // end::blocks_legacy[]
 
 // tag::blocks_k[]
@@ -85,6 +89,7 @@ typedef struct {
 } block_q3_K;
 _Static_assert(sizeof(block_q3_K) == QK_K / 8 + QK_K / 4 + 12 + 2, "block_q3_K size");
 
+// tag::block_q4_K[]
 // Q4_K: 256 elements in 8 sub-blocks of 32, x = d * sc * q - dmin * mn, q in [0, 15]. 4.5 bpw.
 // Element 64*c + l (l < 32) is the low nibble of qs[32*c + l] (sub-block 2c);
 // element 64*c + 32 + l is its high nibble (sub-block 2c + 1).
@@ -92,21 +97,22 @@ _Static_assert(sizeof(block_q3_K) == QK_K / 8 + QK_K / 4 + 12 + 2, "block_q3_K s
 // for s >= 4 the low 4 bits come from scales[s+4] (sc: low nibble, mn: high nibble) and the
 // top 2 bits from the top 2 bits of scales[s-4] (sc) and scales[s] (mn).
 typedef struct {
-    ggml_half d;             // super-block scale of the scales
-    ggml_half dmin;          // super-block scale of the mins
-    uint8_t scales[12];      // 8 six-bit scales and 8 six-bit mins
-    uint8_t qs[QK_K / 2];    // 4-bit quants
+    ggml_half d;          // super-block scale of the scales
+    ggml_half dmin;       // super-block scale of the mins
+    uint8_t scales[12];   // 8 six-bit scales and 8 six-bit mins
+    uint8_t qs[QK_K / 2]; // 4-bit quants
 } block_q4_K;
 _Static_assert(sizeof(block_q4_K) == 2 + 2 + 12 + QK_K / 2, "block_q4_K size");
+// end::block_q4_K[]
 
 // Q5_K: as Q4_K with a fifth bit, q in [0, 31]. 5.5 bpw.
 // Element 64*c + l takes bit 2c of qh[l]; element 64*c + 32 + l takes bit 2c + 1.
 typedef struct {
-    ggml_half d;             // super-block scale of the scales
-    ggml_half dmin;          // super-block scale of the mins
-    uint8_t scales[12];      // 8 six-bit scales and mins, packed as in Q4_K
-    uint8_t qh[QK_K / 8];    // fifth bits
-    uint8_t qs[QK_K / 2];    // low 4 bits
+    ggml_half d;          // super-block scale of the scales
+    ggml_half dmin;       // super-block scale of the mins
+    uint8_t scales[12];   // 8 six-bit scales and mins, packed as in Q4_K
+    uint8_t qh[QK_K / 8]; // fifth bits
+    uint8_t qs[QK_K / 2]; // low 4 bits
 } block_q5_K;
 _Static_assert(sizeof(block_q5_K) == 2 + 2 + 12 + QK_K / 8 + QK_K / 2, "block_q5_K size");
 
@@ -117,10 +123,10 @@ _Static_assert(sizeof(block_q5_K) == 2 + 2 + 12 + QK_K / 8 + QK_K / 2, "block_q5
 //   element l + 64 : high nibble of ql[l]     | bits 4-5 of qh[l] << 4
 //   element l + 96 : high nibble of ql[l + 32]| bits 6-7 of qh[l] << 4
 typedef struct {
-    uint8_t ql[QK_K / 2];      // low 4 bits
-    uint8_t qh[QK_K / 4];      // high 2 bits
-    int8_t scales[QK_K / 16];  // signed 8-bit sub-block scales
-    ggml_half d;               // super-block scale
+    uint8_t ql[QK_K / 2];     // low 4 bits
+    uint8_t qh[QK_K / 4];     // high 2 bits
+    int8_t scales[QK_K / 16]; // signed 8-bit sub-block scales
+    ggml_half d;              // super-block scale
 } block_q6_K;
 _Static_assert(sizeof(block_q6_K) == QK_K / 2 + QK_K / 4 + QK_K / 16 + 2, "block_q6_K size");
 // end::blocks_k[]
@@ -130,9 +136,9 @@ _Static_assert(sizeof(block_q6_K) == QK_K / 2 + QK_K / 4 + QK_K / 16 + 2, "block
 //
 // Q8_K (ggml's, for the K-quants): 256 elements, x = d * q. 9.125 bpw.
 typedef struct {
-    float d;                   // scale (float, not half)
-    int8_t qs[QK_K];           // quants
-    int16_t bsums[QK_K / 16];  // sum of each 16 quants: lets the kernels apply mins and offsets
+    float d;                  // scale (float, not half)
+    int8_t qs[QK_K];          // quants
+    int16_t bsums[QK_K / 16]; // sum of each 16 quants: lets the kernels apply mins and offsets
 } block_q8_K;
 _Static_assert(sizeof(block_q8_K) == 4 + QK_K + 2 * (QK_K / 16), "block_q8_K size");
 
@@ -142,9 +148,9 @@ _Static_assert(sizeof(block_q8_K) == 4 + QK_K + 2 * (QK_K / 16), "block_q8_K siz
 // Q4_0 (q - 8), Q5_0 (q - 16) and the m of Q4_1 / Q5_1 into one multiply per block
 // (ggml's Q8_1 stores s = d * sum for the same reason).
 typedef struct {
-    float d;        // scale, exactly representable in half precision
-    int32_t sum;    // sum of qs
-    int8_t qs[QK];  // quants
+    float d;       // scale, exactly representable in half precision
+    int32_t sum;   // sum of qs
+    int8_t qs[QK]; // quants
 } block_q8_0x;
 _Static_assert(sizeof(block_q8_0x) == 4 + 4 + QK, "block_q8_0x size");
 // end::blocks_act[]

@@ -16,8 +16,18 @@
 
 // ggml's type ids (gguf.GGMLQuantizationType); they are stored in GGUF files.
 enum ggr_type {
-    GGR_F32 = 0, GGR_F16 = 1, GGR_Q4_0 = 2, GGR_Q4_1 = 3, GGR_Q5_0 = 6, GGR_Q5_1 = 7,
-    GGR_Q8_0 = 8, GGR_Q2_K = 10, GGR_Q3_K = 11, GGR_Q4_K = 12, GGR_Q5_K = 13, GGR_Q6_K = 14,
+    GGR_F32 = 0,
+    GGR_F16 = 1,
+    GGR_Q4_0 = 2,
+    GGR_Q4_1 = 3,
+    GGR_Q5_0 = 6,
+    GGR_Q5_1 = 7,
+    GGR_Q8_0 = 8,
+    GGR_Q2_K = 10,
+    GGR_Q3_K = 11,
+    GGR_Q4_K = 12,
+    GGR_Q5_K = 13,
+    GGR_Q6_K = 14,
     GGR_BF16 = 30,
 };
 
@@ -46,8 +56,8 @@ static inline float ggr_fp16_to_fp32(ggml_half h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t man = h & 0x3ff;
-    if (exp == 0x1f) return ggr_bits_to_f32(sign | 0x7f800000 | (man << 13));  // inf, nan
-    if (exp == 0) {                                   // zero or subnormal: man * 2^-24
+    if (exp == 0x1f) return ggr_bits_to_f32(sign | 0x7f800000 | (man << 13)); // inf, nan
+    if (exp == 0) { // zero or subnormal: man * 2^-24
         float v = (float)man * 5.9604644775390625e-08f;
         return sign ? -v : v;
     }
@@ -59,13 +69,13 @@ static inline ggml_half ggr_fp32_to_fp16(float f) {
     uint32_t x = ggr_f32_to_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t ax = x & 0x7fffffff;
-    if (ax > 0x7f800000) return (ggml_half)(sign | 0x7e00);  // nan
-    if (ax >= 0x477ff000) return (ggml_half)(sign | 0x7c00); // >= 65520 rounds to inf
-    if (ax < 0x38800000) {                                   // below 2^-14: subnormal half
-        float q = nearbyintf(ggr_bits_to_f32(ax) * 16777216.0f);  // units of 2^-24
+    if (ax > 0x7f800000) return (ggml_half)(sign | 0x7e00);      // nan
+    if (ax >= 0x477ff000) return (ggml_half)(sign | 0x7c00);     // >= 65520 rounds to inf
+    if (ax < 0x38800000) {                                       // below 2^-14: subnormal half
+        float q = nearbyintf(ggr_bits_to_f32(ax) * 16777216.0f); // units of 2^-24
         return (ggml_half)(sign | (uint32_t)q);
     }
-    uint32_t h = ax - 0x38000000;  // rebias the exponent 127 -> 15 (still 13 extra bits)
+    uint32_t h = ax - 0x38000000; // rebias the exponent 127 -> 15 (still 13 extra bits)
     h = (h + 0xfff + ((h >> 13) & 1)) >> 13;
     return (ggml_half)(sign | h);
 }
@@ -73,19 +83,28 @@ static inline ggml_half ggr_fp32_to_fp16(float f) {
 static inline float ggr_bf16_to_fp32(ggml_bf16 b) { return ggr_bits_to_f32((uint32_t)b << 16); }
 
 // ---------------------------------------------------------------- dot products
+// tag::dispatch[]
 // One weight row dotted with one activation row: sum_i w[i] * x[i] (x already converted).
 typedef float (*ggr_dot_fn)(int n, const void *w, const void *x);
 
+// One weight row dotted with GGR_NT activation rows at x, x + xs, x + 2 xs, ... bytes
+// (prefill: each weight block is decoded once for GGR_NT tokens). out[t] equals what the
+// single-row kernel of the same level returns for row t, bit for bit.
+#define GGR_NT 4
+typedef void (*ggr_dotn_fn)(int n, const void *w, const void *x, int64_t xs, float *out);
+
 typedef struct {
-    int qtype;            // enum ggr_type
-    const char *name;     // "Q4_K"
-    int block_elems;      // elements per block
-    int block_bytes;      // bytes per block
-    int act;              // enum ggr_act
-    ggr_dot_fn dot[ISA_COUNT];  // per level; NULL = use the level below
+    int qtype;                   // enum ggr_type
+    const char *name;            // "Q4_K"
+    int block_elems;             // elements per block
+    int block_bytes;             // bytes per block
+    int act;                     // enum ggr_act
+    ggr_dot_fn dot[ISA_COUNT];   // per level; NULL = use the level below
+    ggr_dotn_fn dotn[ISA_COUNT]; // per level; NULL = none (the row kernel is called per token)
 } ggr_format;
 
-const ggr_format *ggr_format_of(int qtype);  // NULL if unsupported
+const ggr_format *ggr_format_of(int qtype); // NULL if unsupported
+// end::dispatch[]
 
 // Scalar references (dot_scalar.c): they read as the formula.
 float ggr_dot_f32_scalar(int n, const void *w, const void *x);
@@ -124,21 +143,31 @@ float ggr_dot_q8_0_avx512(int n, const void *w, const void *x);
 float ggr_dot_q4_K_avx512(int n, const void *w, const void *x);
 float ggr_dot_q5_K_avx512(int n, const void *w, const void *x);
 float ggr_dot_q6_K_avx512(int n, const void *w, const void *x);
+void ggr_dotn_q5_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
+void ggr_dotn_q8_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
+void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
+void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 
 // ---------------------------------------------------------------- activation quantizers
 // x (n,) float -> n / 32 block_q8_0x, or n / 256 block_q8_K.
 void ggr_quantize_q8_0x_scalar(int n, const float *x, block_q8_0x *y);
 void ggr_quantize_q8_K_scalar(int n, const float *x, block_q8_K *y);
 void ggr_quantize_q8_0x_avx2(int n, const float *x, block_q8_0x *y);
+void ggr_quantize_q8_K_avx2(int n, const float *x, block_q8_K *y);
+
+// ---------------------------------------------------------------- float vector helpers (ops.c)
+void ggr_axpy_avx2(int n, float a, const float *x, float *y); // y += a * x
+void ggr_gelu_table_mul_avx2(int64_t n, const float *gate, const float *up, float *out,
+                             const ggml_half *table);
 
 // ---------------------------------------------------------------- cpu features, threads
-#define GGR_CPU_AVX2 1       // AVX2 + FMA + F16C, with the OS saving ymm state
-#define GGR_CPU_AVX512 2     // AVX-512 F + BW + VL, with the OS saving zmm and mask state
-#define GGR_CPU_VNNI 4       // AVX-512 VNNI
-#define GGR_CPU_AVX_VNNI 8   // VEX-encoded VNNI
-#define GGR_CPU_BF16 16      // AVX-512 BF16
+#define GGR_CPU_AVX2 1     // AVX2 + FMA + F16C, with the OS saving ymm state
+#define GGR_CPU_AVX512 2   // AVX-512 F + BW + VL, with the OS saving zmm and mask state
+#define GGR_CPU_VNNI 4     // AVX-512 VNNI
+#define GGR_CPU_AVX_VNNI 8 // VEX-encoded VNNI
+#define GGR_CPU_BF16 16    // AVX-512 BF16
 int ggr_cpu_features(void);
-int ggr_best_isa(void);  // highest enum ggr_isa the CPU runs
+int ggr_best_isa(void); // highest enum ggr_isa the CPU runs
 
 // Run fn(ctx, task) for task in [0, n_tasks) on the pool; returns when all are done.
 typedef void (*ggr_task_fn)(void *ctx, int64_t task);

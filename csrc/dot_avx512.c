@@ -1,0 +1,347 @@
+// dot_avx512.c — AVX-512 (F, BW, VL) + VNNI twins for the default model's hot path:
+// Q5_0 (q, k, gate, up), Q8_0 (v, the tied 262144-row output), Q4_K (attn_output),
+// Q6_K (ffn_down), plus Q4_0 and Q5_K. Other formats fall back to dot_avx2.c.
+//
+// What VNNI buys: vpdpbusd multiplies 8-bit unsigned x 8-bit signed and adds groups of four
+// into 32-bit lanes in one instruction (AVX2 needs maddubs + madd), and vpdpwssd multiplies
+// 16-bit pairs and accumulates, which applies the K-quant sub-block scales for free.
+// The K-quant kernels work on 512-bit registers: 64 quants = 2 sub-blocks of Q4_K or 4 of Q6_K.
+// Integer sums are exact and equal to the scalar reference's; only the float order differs.
+#if defined(__clang__)
+#pragma clang attribute push(                                                                      \
+    __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))),                 \
+    apply_to = function)
+#else
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
+
+#include <immintrin.h>
+
+#include "ggufref_internal.h"
+
+// F16C converts a half in one instruction (the scalar ggr_fp16_to_fp32 needs a dozen).
+static inline float h2f(ggml_half h) { return _cvtsh_ss(h); }
+
+static inline float hsum256_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256i nibbles_32(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+// s - v in lane 0 only: removes an offset * sum(qx) term exactly, in the integer domain.
+static inline __m256i sub_lane0(__m256i s, int v) {
+    return _mm256_sub_epi32(s, _mm256_zextsi128_si256(_mm_cvtsi32_si128(v)));
+}
+
+// ---------------------------------------------------------------- legacy formats
+float ggr_dot_q4_0_avx512(int n, const void *w, const void *x) {
+    const block_q4_0 *wb = w;
+    const block_q8_0x *xb = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK; b++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xb[b].qs);
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles_32(wb[b].qs), xv);
+        s = sub_lane0(s, 8 * xb[b].sum);
+        const float d = h2f(wb[b].d) * xb[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum256_ps(acc);
+}
+
+// tag::dot_q5_0_avx512[]
+// Q5_0: q = nibble + 16 where the fifth bit is set: qh is itself the byte mask.
+static inline __m256i q5_0_quants(const block_q5_0 *wb) {
+    uint32_t qh;
+    memcpy(&qh, wb->qh, 4);
+    __m256i q = nibbles_32(wb->qs);
+    return _mm256_mask_add_epi8(q, (__mmask32)qh, q, _mm256_set1_epi8(16)); // 0..31
+}
+
+// sum_j (q_j - 16) qx_j spread over 8 int32 lanes (summed later, in float)
+static inline __m256i q5_0_dot(__m256i q, const block_q8_0x *xb) {
+    __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+    __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv); // sum q * qx
+    return sub_lane0(s, 16 * xb->sum);                              // - 16 * sum qx
+}
+
+// One weight row against nt activation rows (x + t * xs bytes): each block is decoded once for
+// all nt tokens. Every token sees the same float operations in the same order whatever nt is,
+// so a token's result does not depend on how many tokens share the call.
+static inline __attribute__((always_inline)) void
+q5_0_rows(int n, const block_q5_0 *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
+    __m256 acc0[GGR_NT], acc1[GGR_NT]; // two chains per token hide the fma latency
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= n / QK; b += 2) {
+        const __m256i q0 = q5_0_quants(wb + b), q1 = q5_0_quants(wb + b + 1);
+        const float d0 = h2f(wb[b].d), d1 = h2f(wb[b + 1].d);
+        for (int t = 0; t < nt; t++) {
+            const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
+                                      _mm256_cvtepi32_ps(q5_0_dot(q0, xb)), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xb[1].d),
+                                      _mm256_cvtepi32_ps(q5_0_dot(q1, xb + 1)), acc1[t]);
+        }
+    }
+    if (b < n / QK) {
+        const __m256i q0 = q5_0_quants(wb + b);
+        const float d0 = h2f(wb[b].d);
+        for (int t = 0; t < nt; t++) {
+            const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
+                                      _mm256_cvtepi32_ps(q5_0_dot(q0, xb)), acc0[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
+float ggr_dot_q5_0_avx512(int n, const void *w, const void *x) {
+    float out;
+    q5_0_rows(n, w, x, 0, 1, &out);
+    return out;
+}
+
+void ggr_dotn_q5_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
+    q5_0_rows(n, w, x, xs, GGR_NT, out);
+}
+// end::dot_q5_0_avx512[]
+
+// Q8_0: |w| (unsigned) times sign(w) * qx, as in AVX2, but one vpdpbusd instead of two ops.
+static inline __m256i q8_0_dot(__m256i q, __m256i absq, const block_q8_0x *xb) {
+    __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), absq, _mm256_sign_epi8(xv, q));
+}
+
+static inline __attribute__((always_inline)) void
+q8_0_rows(int n, const block_q8_0 *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
+    __m256 acc0[GGR_NT], acc1[GGR_NT];
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= n / QK; b += 2) {
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)wb[b].qs);
+        const __m256i q1 = _mm256_loadu_si256((const __m256i *)wb[b + 1].qs);
+        const __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+        const float d0 = h2f(wb[b].d), d1 = h2f(wb[b + 1].d);
+        for (int t = 0; t < nt; t++) {
+            const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
+                                      _mm256_cvtepi32_ps(q8_0_dot(q0, a0, xb)), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xb[1].d),
+                                      _mm256_cvtepi32_ps(q8_0_dot(q1, a1, xb + 1)), acc1[t]);
+        }
+    }
+    if (b < n / QK) {
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)wb[b].qs);
+        const __m256i a0 = _mm256_sign_epi8(q0, q0);
+        const float d0 = h2f(wb[b].d);
+        for (int t = 0; t < nt; t++) {
+            const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
+                                      _mm256_cvtepi32_ps(q8_0_dot(q0, a0, xb)), acc0[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
+float ggr_dot_q8_0_avx512(int n, const void *w, const void *x) {
+    float out;
+    q8_0_rows(n, w, x, 0, 1, &out);
+    return out;
+}
+
+void ggr_dotn_q8_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
+    q8_0_rows(n, w, x, xs, GGR_NT, out);
+}
+
+// ---------------------------------------------------------------- K-quants
+static inline void unpack_k4(const uint8_t q[12], uint8_t sc[8], uint8_t mn[8]) {
+    // Four bytes at a time: the 6-bit fields of sub-blocks 0..3 are whole bytes (low 6 bits);
+    // those of 4..7 join a nibble of q[8..11] with the top 2 bits of q[0..3] (sc) or q[4..7] (mn).
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    const uint32_t low6 = 0x3f3f3f3f, nib = 0x0f0f0f0f, top2 = 0x03030303;
+    const uint32_t out[4] = {
+        w[0] & low6,                                       // sc[0..3]
+        (w[2] & nib) | (((w[0] >> 6) & top2) << 4),        // sc[4..7]
+        w[1] & low6,                                       // mn[0..3]
+        ((w[2] >> 4) & nib) | (((w[1] >> 6) & top2) << 4), // mn[4..7]
+    };
+    memcpy(sc, out, 8);
+    memcpy(mn, out + 2, 8);
+}
+
+static inline int mins_dot_bsums(const uint8_t mn[8], const int16_t bsums[16]) {
+    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+    __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    __m128i pairs = _mm_hadd_epi16(b0, b1);
+    __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+    __m128i p = _mm_madd_epi16(m, pairs);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+    return _mm_cvtsi128_si32(p);
+}
+
+// 16-bit lane index vector: lanes 0..15 pick a, lanes 16..31 pick b.
+static inline __m512i pick2(int a, int b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
+                              _mm256_set1_epi16((short)b), 1);
+}
+
+// 32 bytes of nibbles -> 64 bytes: low nibbles first, then high nibbles (a Q4_K / Q5_K chunk
+// of 64 elements, which is also the order of the 64 activations it meets).
+static inline __m512i nibbles_64(const uint8_t *qs) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+// tag::dot_q4_K_avx512[]
+static inline __attribute__((always_inline)) void
+q4_K_rows(int n, const block_q4_K *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
+    __m512 acc[GGR_NT];
+    float extra[GGR_NT];
+    for (int t = 0; t < nt; t++) {
+        acc[t] = _mm512_setzero_ps();
+        extra[t] = 0.0f;
+    }
+    for (int b = 0; b < n / QK_K; b++) {
+        uint8_t sc[8], mn[8];
+        unpack_k4(wb[b].scales, sc, mn);
+        // the 8 scales as 16-bit lanes, repeated; permutexvar spreads two of them per chunk
+        const __m512i scz =
+            _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m512i q[4], scv[4];
+        for (int c = 0; c < 4; c++) { // 64 elements = sub-blocks 2c and 2c + 1
+            q[c] = nibbles_64(wb[b].qs + 32 * c);
+            scv[c] = _mm512_permutexvar_epi16(pick2(2 * c, 2 * c + 1), scz);
+        }
+        const float dw = h2f(wb[b].d), dmin = h2f(wb[b].dmin);
+        for (int t = 0; t < nt; t++) {
+            const block_q8_K *xb = (const block_q8_K *)(x + t * xs) + b;
+            extra[t] -= xb->d * dmin * (float)mins_dot_bsums(mn, xb->bsums);
+            __m512i isum = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c++) {
+                __m512i p =
+                    _mm512_maddubs_epi16(q[c], _mm512_loadu_si512(xb->qs + 64 * c)); // 32 x int16
+                isum = _mm512_dpwssd_epi32(isum, p, scv[c]);
+            }
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(xb->d * dw), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]) + extra[t];
+}
+
+float ggr_dot_q4_K_avx512(int n, const void *w, const void *x) {
+    float out;
+    q4_K_rows(n, w, x, 0, 1, &out);
+    return out;
+}
+
+void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
+    q4_K_rows(n, w, x, xs, GGR_NT, out);
+}
+// end::dot_q4_K_avx512[]
+
+float ggr_dot_q5_K_avx512(int n, const void *w, const void *x) {
+    const block_q5_K *wb = w;
+    const block_q8_K *xb = x;
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    __m512 acc = _mm512_setzero_ps();
+    float extra = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        uint8_t sc[8], mn[8];
+        unpack_k4(wb[b].scales, sc, mn);
+        const float dx = xb[b].d;
+        extra -= dx * h2f(wb[b].dmin) * (float)mins_dot_bsums(mn, xb[b].bsums);
+        __m512i scz =
+            _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)wb[b].qh);
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __mmask32 k0 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c))));
+            __mmask32 k1 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c + 1))));
+            __mmask64 k = (__mmask64)k0 | ((__mmask64)k1 << 32);
+            __m512i q = nibbles_64(wb[b].qs + 32 * c);
+            q = _mm512_mask_add_epi8(q, k, q, sixteen);
+            __m512i xv = _mm512_loadu_si512(xb[b].qs + 64 * c);
+            __m512i p = _mm512_maddubs_epi16(q, xv);
+            isum = _mm512_dpwssd_epi32(isum, p,
+                                       _mm512_permutexvar_epi16(pick2(2 * c, 2 * c + 1), scz));
+        }
+        const float d = dx * h2f(wb[b].d);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc);
+    }
+    return _mm512_reduce_add_ps(acc) + extra;
+}
+
+// 16-bit lane index vector: 8 lanes each of 4k, 4k+1, 4k+2, 4k+3 (four Q6_K sub-blocks).
+static inline __m512i pick4(int k) {
+    __m256i lo =
+        _mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 1)), _mm_set1_epi16((short)(4 * k)));
+    __m256i hi =
+        _mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 3)), _mm_set1_epi16((short)(4 * k + 2)));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// tag::dot_q6_K_avx512[]
+static inline __attribute__((always_inline)) void
+q6_K_rows(int n, const block_q6_K *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+    __m512 acc[GGR_NT];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[b].scales));
+        const __m512i scz = _mm512_castsi256_si512(sc16);
+        __m512i q[4], scv[4]; // q[2 * half]: elements 0..63 of the half, q[2 * half + 1]: 64..127
+        for (int half = 0; half < 2; half++) {
+            __m512i ql = _mm512_loadu_si512(wb[b].ql + 64 * half);
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(wb[b].qh + 32 * half));
+            __m512i qhz =
+                _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            // low nibbles | qh bits (0-1, then 2-3) << 4; high nibbles | qh bits (4-5, then 6-7) <<
+            // 4
+            q[2 * half] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                          _mm512_and_si512(_mm512_slli_epi16(qhz, 4), m2));
+            q[2 * half + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                              _mm512_and_si512(qhz, m2));
+            scv[2 * half] = _mm512_permutexvar_epi16(pick4(2 * half), scz);
+            scv[2 * half + 1] = _mm512_permutexvar_epi16(pick4(2 * half + 1), scz);
+        }
+        const float dw = h2f(wb[b].d);
+        for (int t = 0; t < nt; t++) {
+            const block_q8_K *xb = (const block_q8_K *)(x + t * xs) + b;
+            // q - 32: start from -32 * sum_s sc_s bsum_s
+            __m256i off = _mm256_slli_epi32(
+                _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)xb->bsums)), 5);
+            __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+            for (int k = 0; k < 4; k++) {
+                __m512i p = _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(xb->qs + 64 * k));
+                isum = _mm512_dpwssd_epi32(isum, p, scv[k]);
+            }
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(xb->d * dw), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+float ggr_dot_q6_K_avx512(int n, const void *w, const void *x) {
+    float out;
+    q6_K_rows(n, w, x, 0, 1, &out);
+    return out;
+}
+
+void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
+    q6_K_rows(n, w, x, xs, GGR_NT, out);
+}
+// end::dot_q6_K_avx512[]
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

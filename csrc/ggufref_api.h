@@ -1,0 +1,41 @@
+// ggufref_api.h — the functions Python calls (through cffi). Everything else is internal.
+//
+// Shapes follow numpy order: a weight is (rows, cols) = (out_features, in_features), stored as
+// rows * row_bytes bytes of GGUF blocks; activations x are float32 (n_tokens, cols); outputs y are
+// float32 (n_tokens, rows). Python validates shapes, dtypes and byte sizes before every call;
+// C re-checks what it cheaply can and returns a status, never aborts.
+//
+// The lines between the cffi markers are fed to cffi's cdef, so they stay plain declarations.
+#ifndef GGUFREF_API_H
+#define GGUFREF_API_H
+#include <stdint.h>
+
+// cffi-begin
+#define GGR_OK 0
+#define GGR_ERR_TYPE 1  // unsupported block format
+#define GGR_ERR_SHAPE 2 // a size is zero, negative or not a multiple of the block size
+#define GGR_ERR_NOMEM 3 // scratch allocation failed
+#define GGR_ERR_ISA 4   // the requested instruction set is not available here
+
+int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
+               int64_t n_tokens, float *y, int isa);
+int ggr_row_bytes(int qtype, int64_t cols, int64_t *out);
+int ggr_set_threads(int n);
+int ggr_get_threads(void);
+int ggr_cpu_features(void);
+int ggr_best_isa(void);
+int ggr_force_isa(int isa);
+int ggr_current_isa(void);
+double ggr_stream_read(const uint8_t *buf, int64_t n_bytes);
+
+int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, int add_one,
+                 float *y);
+int ggr_rope(float *x, const int32_t *pos, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+             int64_t n_rot, float theta_base, int neox, float freq_scale);
+int ggr_gelu_tanh_mul(const float *gate, const float *up, int64_t n, int exact, float *out);
+int ggr_silu_mul(const float *gate, const float *up, int64_t n, float *out);
+int ggr_attention(const float *q, const float *k_cache, const float *v_cache, int64_t n_tokens,
+                  int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t n_ctx, int64_t pos0,
+                  float scale, int64_t window, float softcap, int f16, float *out);
+// cffi-end
+#endif

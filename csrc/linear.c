@@ -1,0 +1,240 @@
+// linear.c — y = x W^T for a quantized W: dispatch by format and instruction set, quantize the
+// activations once, then share the dot products out over the thread pool.
+//
+// Legend: rows = out_features, cols = in_features, T = n_tokens.
+//   w (rows, row_bytes)  x (T, cols) float32  ->  y (T, rows) float32
+#include <stdlib.h>
+
+#include "ggufref_api.h"
+#include "ggufref_internal.h"
+
+// tag::format_table[]
+#define DOTS(f)                                                                                    \
+    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, NULL}, { NULL }
+#define DOTS512(f)                                                                                 \
+    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}, { NULL }
+#define DOTS512N(f)                                                                                \
+    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}, {                            \
+        NULL, NULL, ggr_dotn_##f##_avx512                                                          \
+    }
+static const ggr_format FORMATS[] = {
+    {GGR_F32, "F32", 1, 4, ACT_F32, DOTS(f32)},
+    {GGR_F16, "F16", 1, 2, ACT_F32, DOTS(f16)},
+    {GGR_BF16, "BF16", 1, 2, ACT_F32, DOTS(bf16)},
+    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOTS512(q4_0)},
+    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_0X, DOTS(q4_1)},
+    {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOTS512N(q5_0)},
+    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_0X, DOTS(q5_1)},
+    {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOTS512N(q8_0)},
+    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOTS(q2_K)},
+    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOTS(q3_K)},
+    {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOTS512N(q4_K)},
+    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOTS512(q5_K)},
+    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOTS512N(q6_K)},
+};
+// end::format_table[]
+
+const ggr_format *ggr_format_of(int qtype) {
+    for (size_t i = 0; i < sizeof FORMATS / sizeof FORMATS[0]; i++)
+        if (FORMATS[i].qtype == qtype) return &FORMATS[i];
+    return NULL;
+}
+
+int ggr_row_bytes(int qtype, int64_t cols, int64_t *out) {
+    const ggr_format *f = ggr_format_of(qtype);
+    if (!f) return GGR_ERR_TYPE;
+    if (cols <= 0 || cols % f->block_elems) return GGR_ERR_SHAPE;
+    *out = cols / f->block_elems * f->block_bytes;
+    return GGR_OK;
+}
+
+// ---------------------------------------------------------------- instruction set choice
+static int g_forced_isa = -1; // -1: the best the CPU runs
+
+int ggr_force_isa(int isa) {
+    if (isa < -1 || isa >= ISA_COUNT || isa > ggr_best_isa()) return GGR_ERR_ISA;
+    g_forced_isa = isa;
+    return GGR_OK;
+}
+
+int ggr_current_isa(void) { return g_forced_isa >= 0 ? g_forced_isa : ggr_best_isa(); }
+
+static ggr_dot_fn pick_dot(const ggr_format *f, int isa) {
+    for (int level = isa; level >= 0; level--)
+        if (f->dot[level]) return f->dot[level];
+    return NULL;
+}
+
+// The multi-token kernel of the level pick_dot chose, if that level has one.
+static ggr_dotn_fn pick_dotn(const ggr_format *f, int isa) {
+    for (int level = isa; level >= 0; level--)
+        if (f->dot[level]) return f->dotn[level];
+    return NULL;
+}
+
+// ---------------------------------------------------------------- activations
+static int64_t act_row_bytes(const ggr_format *f, int64_t cols) {
+    switch (f->act) {
+    case ACT_Q8_0X:
+        return cols / QK * (int64_t)sizeof(block_q8_0x);
+    case ACT_Q8_K:
+        return cols / QK_K * (int64_t)sizeof(block_q8_K);
+    default:
+        return cols * 4;
+    }
+}
+
+typedef struct {
+    const ggr_format *f;
+    const float *x;
+    int64_t cols;
+    uint8_t *xq;
+    int64_t xq_row_bytes;
+    int isa;
+} quant_job;
+
+static void quantize_row(void *ctx, int64_t t) {
+    const quant_job *j = ctx;
+    const float *x = j->x + t * j->cols;
+    void *out = j->xq + t * j->xq_row_bytes;
+    if (j->f->act == ACT_Q8_K && j->isa >= ISA_AVX2)
+        ggr_quantize_q8_K_avx2((int)j->cols, x, out);
+    else if (j->f->act == ACT_Q8_K)
+        ggr_quantize_q8_K_scalar((int)j->cols, x, out);
+    else if (j->isa >= ISA_AVX2)
+        ggr_quantize_q8_0x_avx2((int)j->cols, x, out);
+    else
+        ggr_quantize_q8_0x_scalar((int)j->cols, x, out);
+}
+
+// ---------------------------------------------------------------- the dot-product tiles
+typedef struct {
+    ggr_dot_fn dot;
+    ggr_dotn_fn dotn; // NULL: call dot once per token
+    const uint8_t *w;
+    int64_t rows, cols, row_bytes;
+    const uint8_t *xq;
+    int64_t xq_row_bytes, n_tokens;
+    float *y;
+    int64_t tile_rows, n_row_tiles; // rows per task, tasks per token block
+    int64_t tile_tokens;            // tokens per task
+} dot_job;
+
+// tag::linear_tile[]
+// One task = tile_rows weight rows times tile_tokens tokens. The weight tile (~32 KB) stays in
+// L1/L2 while its tokens pass over it, GGR_NT at a time, so a weight byte comes from memory
+// once per token block, not once per token; the token block's activations (<= 256 KB) stay in
+// L2 while the threads walk the row tiles (tasks run token-block by token-block).
+static void dot_tile(void *ctx, int64_t task) {
+    const dot_job *j = ctx;
+    const int64_t r0 = (task % j->n_row_tiles) * j->tile_rows;
+    const int64_t r1 = r0 + j->tile_rows < j->rows ? r0 + j->tile_rows : j->rows;
+    const int64_t t0 = (task / j->n_row_tiles) * j->tile_tokens;
+    const int64_t t1 = t0 + j->tile_tokens < j->n_tokens ? t0 + j->tile_tokens : j->n_tokens;
+    int64_t t = t0;
+    for (; j->dotn && t + GGR_NT <= t1; t += GGR_NT) {
+        const uint8_t *xt = j->xq + t * j->xq_row_bytes;
+        for (int64_t r = r0; r < r1; r++) {
+            float out[GGR_NT];
+            j->dotn((int)j->cols, j->w + r * j->row_bytes, xt, j->xq_row_bytes, out);
+            for (int k = 0; k < GGR_NT; k++) j->y[(t + k) * j->rows + r] = out[k];
+        }
+    }
+    for (; t < t1; t++) {
+        const uint8_t *xt = j->xq + t * j->xq_row_bytes;
+        float *yt = j->y + t * j->rows;
+        for (int64_t r = r0; r < r1; r++) yt[r] = j->dot((int)j->cols, j->w + r * j->row_bytes, xt);
+    }
+}
+// end::linear_tile[]
+
+// Decode (1 token) wants enough row tiles to balance the threads; prefill wants a weight tile
+// small enough to stay in cache while its token block passes over it.
+static void pick_tiles(dot_job *j, int threads) {
+    int64_t tile = j->n_tokens == 1 ? j->rows / (8 * (int64_t)threads) : (32 * 1024) / j->row_bytes;
+    if (tile > 1024) tile = 1024;
+    if (j->n_tokens > 1 && tile > j->rows / (4 * (int64_t)threads))
+        tile = j->rows / (4 * (int64_t)threads);
+    j->tile_rows = tile < 1 ? 1 : tile;
+    j->n_row_tiles = (j->rows + j->tile_rows - 1) / j->tile_rows;
+    int64_t tokens = (256 * 1024) / j->xq_row_bytes / GGR_NT * GGR_NT;
+    j->tile_tokens = tokens < GGR_NT ? GGR_NT : tokens;
+}
+
+// tag::linear[]
+int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
+               int64_t n_tokens, float *y, int isa) {
+    const ggr_format *f = ggr_format_of(qtype);
+    if (!f) return GGR_ERR_TYPE;
+    if (rows <= 0 || cols <= 0 || n_tokens <= 0 || cols % f->block_elems || cols > INT32_MAX)
+        return GGR_ERR_SHAPE;
+    if (isa < 0) isa = ggr_current_isa();
+    if (isa >= ISA_COUNT || isa > ggr_best_isa()) return GGR_ERR_ISA;
+    const int threads = ggr_pool_threads();
+
+    // 1. activations -> the format's activation type, once per call
+    const int64_t xq_row_bytes = act_row_bytes(f, cols);
+    uint8_t *xq = NULL;
+    if (f->act == ACT_F32) {
+        xq = (uint8_t *)x;
+    } else {
+        xq = aligned_alloc(64, (size_t)((n_tokens * xq_row_bytes + 63) / 64 * 64));
+        if (!xq) return GGR_ERR_NOMEM;
+        quant_job qj = {f, x, cols, xq, xq_row_bytes, isa};
+        if (n_tokens >= 4)
+            ggr_pool_run(quantize_row, &qj, n_tokens);
+        else
+            for (int64_t t = 0; t < n_tokens; t++) quantize_row(&qj, t);
+    }
+
+    // 2. dot products, tiled over rows and tokens
+    const int64_t row_bytes = cols / f->block_elems * f->block_bytes;
+    dot_job dj = {pick_dot(f, isa), pick_dotn(f, isa), w, rows, cols, row_bytes, xq,
+                  xq_row_bytes,     n_tokens,          y, 0,    0,    0};
+    pick_tiles(&dj, threads);
+    const int64_t n_token_blocks = (n_tokens + dj.tile_tokens - 1) / dj.tile_tokens;
+    ggr_pool_run(dot_tile, &dj, n_token_blocks * dj.n_row_tiles);
+
+    if (xq != (const uint8_t *)x) free(xq);
+    return GGR_OK;
+}
+// end::linear[]
+
+// ---------------------------------------------------------------- memory bandwidth probe
+// Sum a buffer as 64-bit words on every pool thread: the speed a matvec can at best reach,
+// since a matvec reads each weight byte exactly once.
+typedef struct {
+    const uint8_t *buf;
+    int64_t n_bytes, chunk;
+    uint64_t partial[1024];
+} stream_job;
+
+static void stream_chunk(void *ctx, int64_t task) {
+    stream_job *j = ctx;
+    const int64_t start = task * j->chunk;
+    const int64_t end = start + j->chunk < j->n_bytes ? start + j->chunk : j->n_bytes;
+    const uint64_t *p = (const uint64_t *)(j->buf + start);
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0, n = (end - start) / 8;
+    for (; i + 4 <= n; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
+    for (; i < n; i++) s0 += p[i];
+    j->partial[task] = s0 + s1 + s2 + s3;
+}
+
+double ggr_stream_read(const uint8_t *buf, int64_t n_bytes) {
+    static stream_job j; // large; the pool serializes jobs, this function is for benchmarks
+    j.buf = buf;
+    j.n_bytes = n_bytes;
+    j.chunk = (n_bytes / 1024 + 4095) / 4096 * 4096;
+    if (j.chunk < 4096) j.chunk = 4096;
+    const int64_t tasks = (n_bytes + j.chunk - 1) / j.chunk;
+    ggr_pool_run(stream_chunk, &j, tasks);
+    uint64_t s = 0;
+    for (int64_t t = 0; t < tasks; t++) s += j.partial[t];
+    return (double)s;
+}

@@ -1,0 +1,265 @@
+// ops.c — the per-token float ops of a transformer block, fused and threaded.
+//
+// Legend: T = n_tokens, d = model width, H = query heads, Hkv = key/value heads,
+//         hd = head_dim, C = n_ctx (cache length), f = feed-forward width.
+// All arrays are float32, C-contiguous; Python has checked every shape before the call.
+// Where llama.cpp (ggml's CPU backend) computes something in a particular way that changes the
+// low bits, the comment says so and the code follows it.
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "ggufref_api.h"
+#include "ggufref_internal.h"
+
+static float dot_f32(int n, const float *a, const float *b) {
+    return ggr_current_isa() >= ISA_AVX2 ? ggr_dot_f32_avx2(n, a, b) : ggr_dot_f32_scalar(n, a, b);
+}
+
+static void axpy(int n, float a, const float *x, float *y) {
+    if (ggr_current_isa() >= ISA_AVX2) {
+        ggr_axpy_avx2(n, a, x, y);
+        return;
+    }
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// ---------------------------------------------------------------- RMS norm
+typedef struct {
+    const float *x, *w;
+    int64_t d;
+    float eps;
+    int add_one;
+    float *y;
+} norm_job;
+
+// tag::rms_norm[]
+// y = x / sqrt(mean(x^2) + eps) * w   (w + 1 with add_one: Hugging Face Gemma checkpoints store
+// w - 1; GGUF files already store w). As in ggml: squares in float, their sum in double, the
+// mean and the scale in float, then y = (x * scale) * w.
+static void rms_norm_row(void *ctx, int64_t r) {
+    const norm_job *j = ctx;
+    const float *x = j->x + r * j->d;
+    float *y = j->y + r * j->d;
+    double s0 = 0.0, s1 = 0.0;
+    int64_t i = 0;
+    for (; i + 2 <= j->d; i += 2) {
+        s0 += (double)(x[i] * x[i]);
+        s1 += (double)(x[i + 1] * x[i + 1]);
+    }
+    for (; i < j->d; i++) s0 += (double)(x[i] * x[i]);
+    const float mean = (float)((s0 + s1) / (double)j->d);
+    const float scale = 1.0f / sqrtf(mean + j->eps);
+    for (i = 0; i < j->d; i++) y[i] = (x[i] * scale) * (j->add_one ? 1.0f + j->w[i] : j->w[i]);
+}
+// end::rms_norm[]
+
+int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, int add_one,
+                 float *y) {
+    if (n < 0 || d <= 0) return GGR_ERR_SHAPE;
+    norm_job j = {x, w, d, eps, add_one, y};
+    if (n * d >= 65536)
+        ggr_pool_run(rms_norm_row, &j, n);
+    else
+        for (int64_t r = 0; r < n; r++) rms_norm_row(&j, r);
+    return GGR_OK;
+}
+
+// ---------------------------------------------------------------- RoPE
+typedef struct {
+    float *x;
+    const int32_t *pos;
+    int64_t n_heads, head_dim, n_rot;
+    float theta_base, freq_scale;
+    int neox;
+} rope_job;
+
+// tag::rope[]
+// Rotate pairs of each head by angle_i = pos * freq_scale * theta_base^(-2i / n_rot).
+// Normal pairing rotates (x[2i], x[2i+1]); NeoX pairing rotates (x[i], x[i + n_rot/2]).
+// Like ggml, the angles come from a running product theta *= theta_base^(-2 / n_rot) in float.
+static void rope_token(void *ctx, int64_t t) {
+    const rope_job *j = ctx;
+    const int64_t half = j->n_rot / 2;
+    float cs[512], sn[512]; // n_rot <= 1024, checked by ggr_rope
+    const float theta_scale = powf(j->theta_base, -2.0f / (float)j->n_rot);
+    float theta = (float)j->pos[t];
+    for (int64_t i = 0; i < half; i++) {
+        cs[i] = cosf(j->freq_scale * theta);
+        sn[i] = sinf(j->freq_scale * theta);
+        theta *= theta_scale;
+    }
+    for (int64_t h = 0; h < j->n_heads; h++) {
+        float *v = j->x + (t * j->n_heads + h) * j->head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            const int64_t a = j->neox ? i : 2 * i, b = j->neox ? i + half : 2 * i + 1;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs[i] - x1 * sn[i];
+            v[b] = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+// end::rope[]
+
+int ggr_rope(float *x, const int32_t *pos, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+             int64_t n_rot, float theta_base, int neox, float freq_scale) {
+    if (n_tokens < 0 || n_heads <= 0 || n_rot <= 0 || n_rot % 2 || n_rot > head_dim || n_rot > 1024)
+        return GGR_ERR_SHAPE;
+    rope_job j = {x, pos, n_heads, head_dim, n_rot, theta_base, freq_scale, neox};
+    if (n_tokens >= 8)
+        ggr_pool_run(rope_token, &j, n_tokens);
+    else
+        for (int64_t t = 0; t < n_tokens; t++) rope_token(&j, t);
+    return GGR_OK;
+}
+
+// ---------------------------------------------------------------- gated activations
+#define GELU_COEF_A 0.044715f
+#define SQRT_2_OVER_PI 0.79788456080286535587989211986876f
+
+static float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * x * (1.0f + GELU_COEF_A * x * x)));
+}
+
+// ggml's CPU backend does not evaluate GELU on float32 inputs: it rounds x to half precision
+// and reads a 65536-entry table of half-precision results (exact for |x| >= 10: 0 or x).
+// We build the same table once, so gate activations match llama.cpp's bit for bit.
+static ggml_half gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_table_init(void) {
+    for (uint32_t h = 0; h < (1u << 16); h++)
+        gelu_table[h] = ggr_fp32_to_fp16(gelu_tanh(ggr_fp16_to_fp32((ggml_half)h)));
+}
+
+typedef struct {
+    const float *gate, *up;
+    float *out;
+    int64_t n, chunk;
+    int exact;
+} glu_job;
+
+// tag::gelu_tanh_mul[]
+static void gelu_mul_chunk(void *ctx, int64_t c) {
+    const glu_job *j = ctx;
+    const int64_t end = (c + 1) * j->chunk < j->n ? (c + 1) * j->chunk : j->n;
+    if (!j->exact && ggr_current_isa() >= ISA_AVX2) {
+        ggr_gelu_table_mul_avx2(end - c * j->chunk, j->gate + c * j->chunk, j->up + c * j->chunk,
+                                j->out + c * j->chunk, gelu_table);
+        return;
+    }
+    for (int64_t i = c * j->chunk; i < end; i++) {
+        const float x = j->gate[i];
+        float g;
+        if (j->exact)
+            g = gelu_tanh(x);
+        else if (x <= -10.0f)
+            g = 0.0f;
+        else if (x >= 10.0f)
+            g = x;
+        else
+            g = ggr_fp16_to_fp32(gelu_table[ggr_fp32_to_fp16(x)]);
+        j->out[i] = g * j->up[i];
+    }
+}
+// end::gelu_tanh_mul[]
+
+static void silu_mul_chunk(void *ctx, int64_t c) {
+    const glu_job *j = ctx;
+    const int64_t end = (c + 1) * j->chunk < j->n ? (c + 1) * j->chunk : j->n;
+    for (int64_t i = c * j->chunk; i < end; i++) {
+        const float x = j->gate[i];
+        j->out[i] = x / (1.0f + expf(-x)) * j->up[i];
+    }
+}
+
+static int run_glu(ggr_task_fn fn, const float *gate, const float *up, int64_t n, int exact,
+                   float *out) {
+    if (n < 0) return GGR_ERR_SHAPE;
+    glu_job j = {gate, up, out, n, 16384, exact};
+    ggr_pool_run(fn, &j, (n + j.chunk - 1) / j.chunk);
+    return GGR_OK;
+}
+
+int ggr_gelu_tanh_mul(const float *gate, const float *up, int64_t n, int exact, float *out) {
+    if (!exact) pthread_once(&gelu_once, gelu_table_init);
+    return run_glu(gelu_mul_chunk, gate, up, n, exact, out);
+}
+
+int ggr_silu_mul(const float *gate, const float *up, int64_t n, float *out) {
+    return run_glu(silu_mul_chunk, gate, up, n, 0, out);
+}
+
+// ---------------------------------------------------------------- attention
+typedef struct {
+    const float *q, *k, *v;
+    int64_t n_head, n_kv_head, hd, n_ctx, pos0, window;
+    float scale, softcap;
+    int f16; // round q and the probabilities to half precision, as llama.cpp's f16 KV path does
+    float *out;
+    int failed; // set (to 1, by any thread) if a long context's score buffer cannot be allocated
+} attn_job;
+
+static inline float round_f16(float x) { return ggr_fp16_to_fp32(ggr_fp32_to_fp16(x)); }
+
+// tag::attention[]
+// One query token t of one head h: causal softmax attention over cache positions
+// j in (p - window, p] (all j <= p without a window), p = pos0 + t. GQA: head h reads kv head
+// h / (H / Hkv). Scores in float, the softmax denominator in double.
+// f16: llama.cpp (without flash attention) keeps K and V in half precision and multiplies in
+// half: q is rounded to half before q.k, and the probabilities before p.V. The caller stores
+// K and V rounded to half (their cache rows are then exactly llama.cpp's).
+static void attend(void *ctx, int64_t task) {
+    const attn_job *j = ctx;
+    const int64_t t = task / j->n_head, h = task % j->n_head;
+    const int64_t kvh = h / (j->n_head / j->n_kv_head);
+    const int64_t p = j->pos0 + t;
+    const int64_t lo = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
+    const int64_t n_keys = p - lo + 1;
+    const float *q = j->q + (t * j->n_head + h) * j->hd; // (hd,)
+    float q16[1024]; // head_dim <= 1024, checked by ggr_attention
+    if (j->f16) {
+        for (int64_t i = 0; i < j->hd; i++) q16[i] = round_f16(q[i]);
+        q = q16;
+    }
+    const float *K = j->k + (kvh * j->n_ctx + lo) * j->hd; // (n_keys, hd)
+    const float *V = j->v + (kvh * j->n_ctx + lo) * j->hd; // (n_keys, hd)
+    float *o = j->out + (t * j->n_head + h) * j->hd;       // (hd,)
+    float local[1024];
+    float *s = n_keys <= 1024 ? local : malloc((size_t)n_keys * sizeof(float));
+    if (!s) {
+        ((attn_job *)ctx)->failed = 1;
+        return;
+    }
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n_keys; i++) {
+        float x = j->scale * dot_f32((int)j->hd, q, K + i * j->hd);
+        if (j->softcap > 0.0f) x = j->softcap * tanhf(x / j->softcap);
+        s[i] = x;
+        mx = x > mx ? x : mx;
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < n_keys; i++) {
+        s[i] = expf(s[i] - mx);
+        sum += s[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    memset(o, 0, (size_t)j->hd * sizeof(float));
+    for (int64_t i = 0; i < n_keys; i++) {
+        const float p = j->f16 ? round_f16(s[i] * inv) : s[i] * inv; // probability of key i
+        axpy((int)j->hd, p, V + i * j->hd, o);
+    }
+    if (s != local) free(s);
+}
+// end::attention[]
+
+int ggr_attention(const float *q, const float *k_cache, const float *v_cache, int64_t n_tokens,
+                  int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t n_ctx, int64_t pos0,
+                  float scale, int64_t window, float softcap, int f16, float *out) {
+    if (n_tokens < 0 || n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head || head_dim <= 0 ||
+        head_dim > 1024 || pos0 < 0 || pos0 + n_tokens > n_ctx || window < 0)
+        return GGR_ERR_SHAPE;
+    attn_job j = {q,    k_cache, v_cache, n_head,  n_kv_head, head_dim, n_ctx,
+                  pos0, window,  scale,   softcap, f16,       out,      0};
+    ggr_pool_run(attend, &j, n_tokens * n_head);
+    return j.failed ? GGR_ERR_NOMEM : GGR_OK;
+}

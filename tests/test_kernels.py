@@ -1,0 +1,279 @@
+"""The native linear kernels against gguf.quants, and the SIMD kernels against the scalar ones.
+
+Oracle: ``y_ref = x @ gguf.quants.dequantize(raw, qtype).T`` in float64.
+
+Why y differs from y_ref, and by how much at most (the bound every comparison uses):
+
+1. **8-bit activations.** Each activation block b (32 elements for the legacy formats, 256 for
+   the K-quants) is stored as q * D with d_b = max|x| / 127 and |q| <= 127.
+   Rounding q costs at most d_b / 2 per element; D differs from d_b by the storage of the scale:
+   half precision for the legacy formats (relative error <= 2^-11, so 127 * |D - d_b| <=
+   127 * 2^-11 * d_b), float32 for Q8_K (127 * 2^-20 * d_b covers 1 / (-127 / max)).
+   So |x_j - x^_j| <= e_b = d_b * (1/2 + 127 * rel_b), and |sum_j w_j (x_j - x^_j)| <=
+   sum_b e_b * sum_{j in b} |w_j|.   F32 / F16 / BF16 weights see the float x: e_b = 0.
+2. **float32 arithmetic.** Block scales are applied in float32 and partial sums are added in
+   float32 (the SIMD kernels in a different order than the scalar ones; the integer sums inside a
+   block are exact in every kernel). gguf's decoder also rounds d * sc * q to float32. Recursive
+   summation of m terms errs by at most (m - 1) * 2^-24 * sum|terms|; with m <= cols / 8 + 8
+   the bound adds gamma * sum_j |w_j| (|x_j| + e_b), gamma = (cols / 8 + 8) * 2^-24.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gguf.quants as gq
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from ggufref import formats, kernels
+from ggufref.weights import QuantTensor
+
+FLOAT_TYPES = (T.F32, T.F16, T.BF16)
+LEGACY_TYPES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)
+K_TYPES = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
+ALL_TYPES = FLOAT_TYPES + LEGACY_TYPES + K_TYPES
+ISAS = kernels.ISA_NAMES[: kernels.ISA_NAMES.index(kernels.best_isa()) + 1]
+
+
+# ---------------------------------------------------------------- random valid blocks
+def random_weight(qtype: T, rows: int, cols: int, rng: np.random.Generator) -> QuantTensor:
+    """Random bytes, with every half-precision scale field (d, m, dmin) set to a small finite
+    value; float formats get normal-distributed values."""
+    if qtype in FLOAT_TYPES:
+        v = rng.standard_normal((rows, cols)).astype(np.float32)
+        if qtype == T.F16:
+            raw = v.astype(np.float16).view(np.uint8)
+        elif qtype == T.BF16:
+            raw = (v.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        else:
+            raw = v.view(np.uint8)
+        return QuantTensor(qtype, (rows, cols), np.ascontiguousarray(raw).reshape(rows, -1))
+    lay = formats.layout(qtype)
+    nb = cols // lay.block_elems
+    raw = rng.integers(0, 256, (rows, nb, lay.block_bytes), dtype=np.uint8)
+    for f in lay.fields:
+        if f.dtype == "f2":
+            start = lay.offsets()[f.name]
+            scale = rng.uniform(1e-3, 1e-2, (rows, nb, f.count)).astype(np.float16)
+            raw[:, :, start : start + 2 * f.count] = scale.view(np.uint8).reshape(rows, nb, -1)
+    return QuantTensor(qtype, (rows, cols), raw.reshape(rows, -1))
+
+
+def dequantized(w: QuantTensor) -> np.ndarray:
+    """float64 (rows, cols) from gguf's own decoder (the oracle, not ours)."""
+    return gq.dequantize(w.data, w.qtype).reshape(w.shape).astype(np.float64)
+
+
+# ---------------------------------------------------------------- the error bound
+def activation_error(qtype: T, x: np.ndarray) -> np.ndarray:
+    """e (T, cols): the per-element bound on |x - x^| from the docstring, item 1."""
+    if qtype in FLOAT_TYPES:
+        return np.zeros_like(x, dtype=np.float64)
+    block = 32 if qtype in LEGACY_TYPES else 256
+    rel = 2.0**-11 if qtype in LEGACY_TYPES else 2.0**-20
+    xb = np.abs(x.astype(np.float64)).reshape(x.shape[0], -1, block)
+    d = xb.max(axis=2, keepdims=True) / 127
+    e = d * (0.5 + 127 * rel) + 127 * 2.0**-25  # + half's subnormal spacing, for tiny blocks
+    return np.broadcast_to(e, xb.shape).reshape(x.shape)
+
+
+def error_bound(qtype: T, x: np.ndarray, wd: np.ndarray) -> np.ndarray:
+    """(T, rows): sum_j |w_j| e_j + gamma * sum_j |w_j| (|x_j| + e_j), docstring items 1 and 2."""
+    e = activation_error(qtype, x)
+    aw = np.abs(wd)
+    gamma = (wd.shape[1] / 8 + 8) * 2.0**-24
+    return e @ aw.T + gamma * ((np.abs(x) + e) @ aw.T) + 1e-30
+
+
+def assert_within_bound(qtype: T, x2: np.ndarray, w: QuantTensor, y: np.ndarray) -> None:
+    wd = dequantized(w)
+    ref = x2.astype(np.float64) @ wd.T
+    bound = error_bound(qtype, x2, wd)
+    err = np.abs(y.reshape(ref.shape) - ref)
+    worst = np.unravel_index(np.argmax(err / bound), err.shape)
+    assert (err <= bound).all(), (
+        f"{qtype.name} {w.shape}: |y - ref| = {err[worst]:.3g} > bound {bound[worst]:.3g} "
+        f"at {worst}"
+    )
+
+
+# ---------------------------------------------------------------- linear vs gguf.quants
+# (rows, blocks per row, n_tokens or None for a 1-D x): one row, one block per row, rows that
+# do not divide among threads, many tokens, a single token.
+SHAPES = [(1, 1, None), (7, 2, 1), (33, 3, 17), (257, 2, None), (64, 5, 64)]
+
+
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"r{s[0]}b{s[1]}t{s[2]}")
+def test_linear_matches_dequantized(qtype: T, shape: tuple[int, int, int | None]) -> None:
+    rows, blocks, n_tokens = shape
+    rng = np.random.default_rng([int(qtype), rows, blocks])
+    cols = blocks * (32 if qtype in FLOAT_TYPES + LEGACY_TYPES else 256)
+    w = random_weight(qtype, rows, cols, rng)
+    x = rng.standard_normal((n_tokens or 1, cols)).astype(np.float32)
+    xin = x[0] if n_tokens is None else x
+    for isa in ISAS:
+        y = kernels.linear(xin, w, isa=isa)
+        assert y.shape == ((rows,) if n_tokens is None else (n_tokens, rows))
+        assert y.dtype == np.float32
+        assert_within_bound(qtype, x, w, y)
+
+
+@pytest.mark.parametrize("qtype", LEGACY_TYPES, ids=lambda t: t.name)
+def test_linear_on_gguf_quantized_weights(qtype: T) -> None:
+    """Blocks made by gguf's own quantizer from real-valued weights, not random bytes."""
+    rng = np.random.default_rng(int(qtype))
+    wf = rng.standard_normal((45, 320)).astype(np.float32)
+    raw = gq.quantize(wf, qtype)
+    w = QuantTensor(qtype, (45, 320), raw)
+    x = rng.standard_normal((9, 320)).astype(np.float32)
+    assert_within_bound(qtype, x, w, kernels.linear(x, w))
+
+
+# ---------------------------------------------------------------- SIMD vs scalar
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+def test_simd_matches_scalar(qtype: T) -> None:
+    """Same integer sums, float terms added in another order: within gamma * sum |w x^|."""
+    rng = np.random.default_rng(100 + int(qtype))
+    cols = 1024 if qtype in K_TYPES else 320
+    w = random_weight(qtype, 19, cols, rng)
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    y_ref = kernels.linear(x, w, isa="scalar")
+    wd = np.abs(dequantized(w))
+    gamma = (cols / 8 + 8) * 2.0**-24
+    tol = 2 * gamma * ((np.abs(x) + activation_error(qtype, x)) @ wd.T)
+    for isa in ISAS[1:]:
+        diff = np.abs(kernels.linear(x, w, isa=isa) - y_ref)
+        assert (diff <= tol).all(), f"{qtype.name} {isa}: max diff {diff.max():.3g}"
+
+
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+def test_tokens_in_a_batch_match_tokens_one_by_one(qtype: T) -> None:
+    """Prefill decodes each weight block once for several tokens (csrc: GGR_NT); every token
+    still goes through the same operations as a lone token, so results are bit-identical."""
+    rng = np.random.default_rng(200 + int(qtype))
+    cols = 512 if qtype in K_TYPES else 96
+    w = random_weight(qtype, 21, cols, rng)
+    x = rng.standard_normal((11, cols)).astype(np.float32)
+    for isa in ISAS:
+        batch = kernels.linear(x, w, isa=isa)
+        one_by_one = np.stack([kernels.linear(row, w, isa=isa) for row in x])
+        np.testing.assert_array_equal(batch, one_by_one, err_msg=f"{qtype.name} {isa}")
+
+
+# ---------------------------------------------------------------- exact activation quantization
+def test_q8_0_activations_are_ggml_q8_0() -> None:
+    """One-hot Q8_0 rows with d = 1 read back x^ = D * q exactly: D = half(amax / 127),
+    q = round-half-even(x * (127 / amax)) in float32, as ggml's x86 quantizer does."""
+    cols = 64
+    blocks = np.zeros((cols, cols // 32, 34), dtype=np.uint8)
+    blocks[:, :, 0:2] = np.array([1.0], dtype=np.float16).view(np.uint8)
+    for r in range(cols):
+        blocks[r, r // 32, 2 + r % 32] = 1
+    w = QuantTensor(T.Q8_0, (cols, cols), blocks.reshape(cols, -1))
+    x = np.random.default_rng(7).standard_normal(cols).astype(np.float32)
+    x[:4] = [127.0, 2.5, -3.5, 0.5]  # scale 1 and exact ties: 2, -4, 0 (half to even)
+    xb = x.reshape(-1, 32)
+    amax = np.abs(xb).max(axis=1, keepdims=True)
+    q = np.rint(xb * (np.float32(127) / amax))
+    d = (amax / np.float32(127)).astype(np.float16).astype(np.float32)
+    expected = (d * q).reshape(-1)
+    for isa in ISAS:
+        np.testing.assert_array_equal(kernels.linear(x, w, isa=isa), expected)
+
+
+def test_q8_K_activations_are_ggml_q8_K() -> None:
+    """One-hot Q4_K rows (d = 1, every scale 1, mins 0): x^ = D * q with ggml's Q8_K rule:
+    the element of largest |x| maps to -127, q = min(127, round-half-even(-127 / max * x)),
+    D = 1 / (-127 / max)."""
+    cols = 256
+    block = np.zeros((cols, 144), dtype=np.uint8)
+    block[:, 0:2] = np.array([1.0], dtype=np.float16).view(np.uint8)  # d = 1, dmin = 0
+    block[:, 4:16] = [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]  # sc = 1, mn = 0 for all 8
+    for e in range(cols):  # element e: chunk e // 64, low or high nibble of qs[32c + e % 32]
+        c, rest = divmod(e, 64)
+        block[e, 16 + 32 * c + rest % 32] = 1 if rest < 32 else 0x10
+    w = QuantTensor(T.Q4_K, (cols, cols), block)
+    x = np.random.default_rng(8).standard_normal(cols).astype(np.float32)
+    x[:5] = [-127.0, 2.5, -3.5, 0.5, 127.0]  # the first |x| = 127 is negative: scale +1; ties
+    mx = x[np.argmax(np.abs(x))]
+    iscale = np.float32(-127) / mx
+    q = np.minimum(127, np.rint(iscale * x))
+    expected = (np.float32(1) / iscale) * q
+    for isa in ISAS:
+        np.testing.assert_array_equal(kernels.linear(x, w, isa=isa), expected)
+
+
+# ---------------------------------------------------------------- threads and ISA control
+def test_thread_count_does_not_change_results() -> None:
+    """Each output is one dot call whatever the split, so results are bit-identical."""
+    rng = np.random.default_rng(3)
+    w = random_weight(T.Q4_K, 301, 512, rng)
+    x = rng.standard_normal((13, 512)).astype(np.float32)
+    before = kernels.get_threads()
+    try:
+        assert kernels.set_threads(1) == 1
+        y1 = kernels.linear(x, w)
+        assert kernels.set_threads(3) == 3
+        y3 = kernels.linear(x, w)
+    finally:
+        kernels.set_threads(before)
+    np.testing.assert_array_equal(y1, y3)
+
+
+def test_cpu_features_and_force_isa() -> None:
+    feats = kernels.cpu_features()
+    assert set(feats) >= {"avx2", "avx512", "vnni"}
+    assert all(isinstance(v, bool) for v in feats.values())
+    assert kernels.best_isa() == (
+        "avx512" if feats["avx512"] and feats["vnni"] else "avx2" if feats["avx2"] else "scalar"
+    )
+    try:
+        kernels.force_isa("scalar")
+        assert kernels.current_isa() == "scalar"
+    finally:
+        kernels.force_isa(None)
+    assert kernels.current_isa() == kernels.best_isa()
+    with pytest.raises(ValueError, match="isa must be one of"):
+        kernels.force_isa("sse9")
+
+
+def test_out_parameter_is_filled() -> None:
+    rng = np.random.default_rng(4)
+    w = random_weight(T.Q8_0, 10, 64, rng)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    out = np.full((2, 10), np.nan, dtype=np.float32)
+    assert kernels.linear(x, w, out=out) is out
+    np.testing.assert_array_equal(out, kernels.linear(x, w))
+
+
+# ---------------------------------------------------------------- bad inputs
+@dataclass
+class FakeWeight:  # QuantTensor would refuse a wrong byte size, so the check is tested here
+    qtype: T
+    shape: tuple[int, int]
+    data: np.ndarray
+
+
+def test_bad_inputs_raise_value_error_naming_shapes() -> None:
+    rng = np.random.default_rng(5)
+    w = random_weight(T.Q5_0, 8, 64, rng)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"float32.*\(3, 64\)"):
+        kernels.linear(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match=r"\(3, 32\).*\(8, 64\)"):
+        kernels.linear(x[:, :32].copy(), w)
+    with pytest.raises(ValueError, match=r"C-contiguous.*\(3, 32\)"):
+        kernels.linear(x[:, ::2], w)
+    with pytest.raises(ValueError, match=r"\(3, 64, 1\).*\(8, 64\)"):
+        kernels.linear(x.reshape(3, 64, 1), w)
+    with pytest.raises(ValueError, match=r"Q5_0 \(8, 64\).*\d+ bytes, expected 352"):
+        kernels.linear(x, FakeWeight(T.Q5_0, (8, 64), w.data[:7]))
+    with pytest.raises(ValueError, match=r"out has shape \(8,\), expected \(3, 8\)"):
+        kernels.linear(x, w, out=np.empty(8, dtype=np.float32))
+    with pytest.raises(ValueError, match="cols 48 not a multiple of 32"):
+        kernels.linear(x[:, :48].copy(), FakeWeight(T.Q5_0, (8, 48), w.data))
+    with pytest.raises(ValueError, match="isa must be one of"):
+        kernels.linear(x, w, isa="neon")
