@@ -98,3 +98,18 @@ def test_prefix_reuse_prefills_only_the_new_tokens(engine: Engine, tmp_path: Pat
     assert gen.tokens == cold.tokens
     assert gen.timings.prefill_tokens == len(second) - len(first)  # the shared prefix was reused
     assert cold.timings.prefill_tokens == len(second)
+
+
+def test_fast_ops_forward_equals_the_numpy_reference(engine: Engine) -> None:
+    """The engine runs FAST (fused C ops); REF is the readable numpy: same logits, same argmax."""
+    from ggufref.model import gemma3, llama
+    from ggufref.model.ops import FAST, REF
+
+    fwd = gemma3.forward if engine.model.cfg.arch == "gemma3" else llama.forward
+    ids = np.array(engine.encode("The capital of France is Paris; the capital of"))
+    m = engine.model
+    fast = fwd(m, ids, 0, True, FAST)
+    ref = fwd(m, ids, 0, True, REF)
+    scale = np.abs(ref).max()
+    assert np.abs(fast - ref).max() < 0.02 * scale
+    assert (fast.argmax(1) == ref.argmax(1)).mean() >= 0.9

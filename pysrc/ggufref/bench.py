@@ -238,7 +238,7 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
     from collections import defaultdict
 
     from ggufref.generate import Engine
-    from ggufref.model import gemma3, llama
+    from ggufref.model.ops import FastOps
 
     spent: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)
@@ -255,17 +255,18 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
 
     e = Engine(path, n_ctx=ctx, threads=threads, progress=False)
     output = e.model.output
-    for mod in (gemma3, llama):
-        for name in ("rms_norm", "rope", "rope_angles", "attention", "gelu_tanh", "silu"):
-            if hasattr(mod, name):
-                setattr(mod, name, timed(name, getattr(mod, name)))
-        lin = mod.linear
+    originals = {n: getattr(FastOps, n) for n in
+                 ("rms_norm", "rope", "attention", "gelu_mul", "silu_mul", "linear")}
+    for name, fn in originals.items():
+        if name != "linear":
+            setattr(FastOps, name, staticmethod(timed(name, fn)))
 
-        def linear(x: Any, w: Any, _lin: Any = lin) -> Any:
-            key = "linear (output)" if w is output else f"linear {w.qtype.name}"
-            return timed(key, _lin)(x, w)
+    def linear(x: Any, w: Any) -> Any:
+        key = "linear (output)" if w is output else f"linear {w.qtype.name}"
+        return timed(key, originals["linear"])(x, w)
 
-        mod.linear = linear  # type: ignore[assignment]
+    FastOps.linear = staticmethod(linear)  # type: ignore[assignment]
+    e.model.cache.store = timed("kv store", e.model.cache.store)  # type: ignore[method-assign]
     e.model.embed = timed("embed", e.model.embed)  # type: ignore[method-assign]
     ids = e.encode(SHORT_PROMPT)
     e.generate(ids, 2)
@@ -281,6 +282,8 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
     for name, s in sorted(spent.items(), key=lambda kv: -kv[1]):
         lines.append(f"{name:<22}{1000 * s / steps:>10.3f}{100 * s / total:>7.1f}%"
                      f"{calls[name] / steps:>13.1f}")
+    for name, fn in originals.items():
+        setattr(FastOps, name, staticmethod(fn))
     other = total - sum(spent.values())
     lines.append(f"{'python + sampling':<22}{1000 * other / steps:>10.3f}"
                  f"{100 * other / total:>7.1f}%")

@@ -80,6 +80,11 @@ class Engine:
         self._cached: list[int] = []  # the token ids whose K/V the cache holds, in order
 
     @property
+    def cached_tokens(self) -> list[int]:
+        """The token ids whose keys and values the cache holds, in order."""
+        return list(self._cached)
+
+    @property
     def n_ctx(self) -> int:
         return self.model.n_ctx
 
@@ -110,6 +115,7 @@ class Engine:
                 break
             keep += 1
         self.model.cache.truncate(keep)
+        self._cached = list(ids[:keep])  # an interrupted pass leaves only what is valid
         logits = self.model.forward(ids[keep:], keep)
         self._cached = list(ids)
         return logits[-1], len(ids) - keep
@@ -119,6 +125,7 @@ class Engine:
                  sampler: SamplerConfig = GREEDY, stop_ids: Iterable[int] | None = None,
                  stop_strings: Iterable[str] = (), on_text: Callable[[str], None] | None = None,
                  top_logits: int = 0) -> Generation:
+        self.file.check_unchanged()  # a file truncated under the map would SIGBUS below
         self.check_fits(len(prompt_ids), max_tokens)
         stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
         out = Generation(list(prompt_ids))

@@ -13,7 +13,7 @@ import numpy as np
 
 from ggufref import formats
 from ggufref.config import ModelConfig
-from ggufref.errors import ModelError
+from ggufref.errors import GGUFError, ModelError
 from ggufref.gguf_file import GGUFFile
 from ggufref.model.kv_cache import KVCache
 from ggufref.weights import QuantTensor
@@ -41,19 +41,25 @@ class LayerWeights:
 # end::layer_weights[]
 
 
+def _vector(f: GGUFFile, name: str) -> np.ndarray:
+    """A norm weight or bias as a small float32 array of its own (a few KiB: copying it out of
+    the read-only mapping lets the kernels take it like any other buffer)."""
+    return np.array(f.vector(name), dtype=np.float32)
+
+
 def _optional(f: GGUFFile, name: str) -> np.ndarray | None:
-    return f.vector(name) if name in f.tensors else None
+    return _vector(f, name) if name in f.tensors else None
 
 
 def load_layer(f: GGUFFile, cfg: ModelConfig, i: int) -> LayerWeights:
     p = f"blk.{i}."
     lw = LayerWeights(
-        attn_norm=f.vector(p + "attn_norm.weight"),
+        attn_norm=_vector(f, p + "attn_norm.weight"),
         wq=f.quant_tensor(p + "attn_q.weight"),
         wk=f.quant_tensor(p + "attn_k.weight"),
         wv=f.quant_tensor(p + "attn_v.weight"),
         wo=f.quant_tensor(p + "attn_output.weight"),
-        ffn_norm=f.vector(p + "ffn_norm.weight"),
+        ffn_norm=_vector(f, p + "ffn_norm.weight"),
         w_gate=f.quant_tensor(p + "ffn_gate.weight"),
         w_up=f.quant_tensor(p + "ffn_up.weight"),
         w_down=f.quant_tensor(p + "ffn_down.weight"),
@@ -83,6 +89,74 @@ def _check_shapes(f: GGUFFile, cfg: ModelConfig, i: int, lw: LayerWeights) -> No
         if w.shape != shape:
             raise ModelError(f"{f.path}: blk.{i}.{name}.weight has shape {w.shape}, "
                              f"expected {shape} from the metadata")
+    vectors = {  # norms and biases: numpy would broadcast a wrong length, or fail far from here
+        "attn_norm": (lw.attn_norm, cfg.n_embd), "ffn_norm": (lw.ffn_norm, cfg.n_embd),
+        "attn_q.bias": (lw.bq, cfg.n_head * cfg.head_dim),
+        "attn_k.bias": (lw.bk, cfg.n_head_kv * cfg.head_dim),
+        "attn_v.bias": (lw.bv, cfg.n_head_kv * cfg.head_dim_v),
+        "attn_q_norm": (lw.q_norm, cfg.head_dim), "attn_k_norm": (lw.k_norm, cfg.head_dim),
+        "post_attention_norm": (lw.post_attn_norm, cfg.n_embd),
+        "post_ffw_norm": (lw.post_ffn_norm, cfg.n_embd),
+    }
+    for name, (v, n) in vectors.items():
+        if v is not None:
+            _check_vector(f, f"blk.{i}.{name}", v, n)
+
+
+def _check_vector(f: GGUFFile, name: str, v: np.ndarray, n: int) -> None:
+    """Length from the metadata, and finite values: a NaN norm weight has no block scale for
+    check_scales to find, and the kernels' 8-bit activation quantizer does not pass NaN on."""
+    if v.shape != (n,):
+        raise ModelError(f"{f.path}: {name} has shape {v.shape}, expected ({n},) from the metadata")
+    if not np.isfinite(v).all():
+        i = int(np.argmin(np.isfinite(v)))
+        raise GGUFError(f.path, f"tensor {name!r}: element {i}", float(v[i]), "a finite number")
+
+
+def _check_io_shapes(f: GGUFFile, cfg: ModelConfig, embd: QuantTensor, out: QuantTensor,
+                     norm: np.ndarray) -> None:
+    for w in (embd, out):
+        if w.cols != cfg.n_embd or w.rows < cfg.n_vocab:
+            raise ModelError(f"{f.path}: {w.name} has shape {w.shape}, expected "
+                             f"(n_vocab >= {cfg.n_vocab}, {cfg.n_embd}) from the metadata")
+    _check_vector(f, "output_norm.weight", norm, cfg.n_embd)
+
+
+# tag::kv_memory_check[]
+def check_kv_memory(cfg: ModelConfig, n_ctx: int) -> None:
+    """Refuse a context whose KV cache cannot fit in memory, before allocating it.
+
+    np.zeros would not fail at once (the pages are mapped lazily): the process would be killed
+    by the OOM killer half-way through a long generation instead.
+    """
+    need = 4 * cfg.n_layer * cfg.n_head_kv * n_ctx * (cfg.head_dim + cfg.head_dim_v)  # f32 K + V
+    have = available_memory()
+    if have is not None and need > have:
+        raise ModelError(f"a context of {n_ctx} positions needs {need / 2**30:.1f} GiB of KV cache"
+                         f" but only {have / 2**30:.1f} GiB of memory is available; lower --ctx")
+# end::kv_memory_check[]
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable, capped by a cgroup v2 limit."""
+    have = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    have = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            used = int(fh.read())
+        if limit != "max":
+            have = min(have if have is not None else 1 << 62, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return have
 
 
 DEFAULT_CTX = 1024  # positions the KV cache holds when no size is asked for
@@ -103,8 +177,11 @@ class Model:
         self.n_ctx = n_ctx
         self.token_embd = f.quant_tensor("token_embd.weight")  # (n_vocab, n_embd)
         self.output = self.token_embd if cfg.tied_output else f.quant_tensor("output.weight")
-        self.output_norm = f.vector("output_norm.weight")
+        self.output_norm = _vector(f, "output_norm.weight")
+        _check_io_shapes(f, cfg, self.token_embd, self.output, self.output_norm)
         self.layers = [load_layer(f, cfg, i) for i in range(cfg.n_layer)]
+        f.check_scales()  # a NaN/inf block scale, named here rather than as NaN logits later
+        check_kv_memory(cfg, n_ctx)
         self.cache = KVCache(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
         self._forward = _forward_for(cfg.arch)
         self.profile: dict[str, float] | None = None

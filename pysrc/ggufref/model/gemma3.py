@@ -15,40 +15,38 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ggufref.kernels import linear
-from ggufref.model.ops import attention, gelu_tanh, rms_norm, rope, rope_angles
+from ggufref.model.ops import FAST, RefOps
 
 if TYPE_CHECKING:
     from ggufref.model.base import Model
 
 
 # tag::gemma3_forward[]
-def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool) -> np.ndarray:
+def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
+            ops: RefOps = FAST) -> np.ndarray:
     cfg, n = m.cfg, len(tokens)
-    positions = np.arange(pos0, pos0 + n)
-    rope_global = rope_angles(positions, cfg.head_dim, cfg.rope_base, cfg.rope_freq_scale)
-    rope_local = rope_angles(positions, cfg.head_dim, cfg.rope_base_local)
+    pos = np.arange(pos0, pos0 + n, dtype=np.int32)
     x = m.embed(tokens) * np.float32(np.sqrt(cfg.n_embd))  # gemma: scaled embedding (n, e)
     for il, lw in enumerate(m.layers):
-        local = cfg.swa_layers[il]
-        cos, sin = rope_local if local else rope_global
-        h = rms_norm(x, lw.attn_norm, cfg.rms_eps)
-        q = linear(h, lw.wq).reshape(n, cfg.n_head, cfg.head_dim)
-        k = linear(h, lw.wk).reshape(n, cfg.n_head_kv, cfg.head_dim)
-        v = linear(h, lw.wv).reshape(n, cfg.n_head_kv, cfg.head_dim_v)
-        q = rope(rms_norm(q, lw.q_norm, cfg.rms_eps), cos, sin, cfg.rope_neox)  # per-head norm
-        k = rope(rms_norm(k, lw.k_norm, cfg.rms_eps), cos, sin, cfg.rope_neox)
+        local = cfg.swa_layers[il]  # sliding-window layer: short RoPE base, limited view
+        base, window = (cfg.rope_base_local, cfg.sliding_window) if local else (cfg.rope_base, 0)
+        scale = 1.0 if local else cfg.rope_freq_scale
+        h = ops.rms_norm(x, lw.attn_norm, cfg.rms_eps)
+        q = ops.linear(h, lw.wq).reshape(n, cfg.n_head, cfg.head_dim)
+        k = ops.linear(h, lw.wk).reshape(n, cfg.n_head_kv, cfg.head_dim)
+        v = ops.linear(h, lw.wv).reshape(n, cfg.n_head_kv, cfg.head_dim_v)
+        q = ops.rope(ops.rms_norm(q, lw.q_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
+        k = ops.rope(ops.rms_norm(k, lw.k_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
         q = q * np.float32(cfg.attn_scale)  # gemma scales Q, then attends with scale 1
         m.cache.store(il, pos0, k, v)
-        kc, vc = m.cache.view(il, pos0 + n)
-        window = cfg.sliding_window if local else 0
-        a = attention(q, kc, vc, positions, 1.0, window)  # (n, h, hd)
-        o = rms_norm(linear(a.reshape(n, -1), lw.wo), lw.post_attn_norm, cfg.rms_eps)
+        a = ops.attention(q, m.cache.k[il], m.cache.v[il], pos0, 1.0, window)  # (n, h, hd)
+        o = ops.rms_norm(ops.linear(a.reshape(n, -1), lw.wo), lw.post_attn_norm, cfg.rms_eps)
         x = x + o  # gemma: norm after attention, then residual
-        h = rms_norm(x, lw.ffn_norm, cfg.rms_eps)
-        f = linear(gelu_tanh(linear(h, lw.w_gate)) * linear(h, lw.w_up), lw.w_down)
-        x = x + rms_norm(f, lw.post_ffn_norm, cfg.rms_eps)  # gemma: norm after FFN too
+        h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)
+        f = ops.linear(ops.gelu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)),
+                       lw.w_down)
+        x = x + ops.rms_norm(f, lw.post_ffn_norm, cfg.rms_eps)  # gemma: norm after FFN too
     if not all_logits:
         x = x[-1:]
-    return linear(rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # tied: token_embd (V, e)
+    return ops.linear(ops.rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # tied: (V, e)
 # end::gemma3_forward[]

@@ -102,3 +102,92 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
 def silu(x: np.ndarray) -> np.ndarray:
     return (x / (F32(1.0) + np.exp(-x))).astype(F32)
 # end::activations[]
+
+
+# ---------------------------------------------------------------------------------------------
+# Two interchangeable sets of operations for the forward passes
+# ---------------------------------------------------------------------------------------------
+# ``REF`` is the numpy above, written to be read; ``FAST`` calls the fused C kernels, which compute
+# the same formulas in the same precision. The forward passes take either: tests run both and
+# compare, the engine runs FAST.
+
+
+class RefOps:
+    """The readable numpy versions (slow: every call allocates)."""
+
+    @staticmethod
+    def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+        return rms_norm(x, w, eps)
+
+    @staticmethod
+    def rope(x: np.ndarray, positions: np.ndarray, base: float, neox: bool,
+             freq_scale: float = 1.0) -> np.ndarray:
+        cos, sin = rope_angles(positions, x.shape[-1], base, freq_scale)
+        return rope(x, cos, sin, neox)
+
+    @staticmethod
+    def attention(q: np.ndarray, k_layer: np.ndarray, v_layer: np.ndarray, pos0: int,
+                  scale: float, window: int = 0) -> np.ndarray:
+        """k_layer, v_layer: (h_kv, n_ctx, hd), positions 0 .. pos0 + n - 1 filled."""
+        n = q.shape[0]
+        end = pos0 + n
+        return attention(q, k_layer[:, :end], v_layer[:, :end], np.arange(pos0, end), scale,
+                         window)
+
+    @staticmethod
+    def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        return gelu_tanh(gate) * up
+
+    @staticmethod
+    def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        return silu(gate) * up
+
+    @staticmethod
+    def linear(x: np.ndarray, w: object) -> np.ndarray:
+        from ggufref import kernels
+
+        return kernels.linear(x, w)  # type: ignore[arg-type]
+
+
+class FastOps:
+    """The fused C kernels (``ggufref.kernels``), same formulas, in place where possible."""
+
+    @staticmethod
+    def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+        from ggufref import kernels
+
+        flat = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+        return kernels.rms_norm(flat, w, eps).reshape(x.shape)
+
+    @staticmethod
+    def rope(x: np.ndarray, positions: np.ndarray, base: float, neox: bool,
+             freq_scale: float = 1.0) -> np.ndarray:
+        from ggufref import kernels
+
+        x = np.ascontiguousarray(x)
+        return kernels.rope(x, positions.astype(np.int32), base, neox, freq_scale)
+
+    @staticmethod
+    def attention(q: np.ndarray, k_layer: np.ndarray, v_layer: np.ndarray, pos0: int,
+                  scale: float, window: int = 0) -> np.ndarray:
+        from ggufref import kernels
+
+        return kernels.attention(np.ascontiguousarray(q), k_layer, v_layer, pos0,
+                                 pos0 + q.shape[0], scale, window, f16=True)
+
+    @staticmethod
+    def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        from ggufref import kernels
+
+        return kernels.gelu_tanh_mul(gate, up, out=gate)
+
+    @staticmethod
+    def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        from ggufref import kernels
+
+        return kernels.silu_mul(gate, up, out=gate)
+
+    linear = staticmethod(RefOps.linear)
+
+
+REF, FAST = RefOps(), FastOps()
