@@ -1,0 +1,210 @@
+"""``ggufref chat [PROMPT]``: talk to a model through its chat template, with optional tools.
+
+With PROMPT: answer once and exit (for scripts). Without: an interactive loop.
+
+Output: the model's text streams to stdout as it is generated. Everything else goes to stderr:
+tool activity, one line per call as it happens (``[tool] calculator({"expression": "2+2"}) -> 4``),
+and a statistics line after each reply (``[prompt 57 tok, 41 cached | 23 tok, 40.1 tok/s]``).
+So ``ggufref chat "..." 2>/dev/null`` prints only what the model wrote.
+
+In the loop: ``/reset`` starts a new conversation, ``/exit`` (or Ctrl-D) quits, and Ctrl-C stops
+the reply being generated; the partial reply stays in the history (see ``chat_session``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ggufref.chat_session import ChatSession, Turn
+from ggufref.cli.common import add_model_arg, add_threads_arg, positive_int
+from ggufref.cli.generate_cmd import add_sampling_args, sampler_from_args
+from ggufref.errors import GgufrefError, ToolCallError
+from ggufref.tools import ToolCall, ToolRegistry, calculator, make_list_files
+
+HELP = "commands: /reset (new conversation), /exit (or Ctrl-D); Ctrl-C stops a reply"
+RESULT_CHARS = 120  # a tool result is shown on one line, cut to this many characters
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chat", help="chat through the model's template (one-shot or interactive)")
+    add_model_arg(p)
+    p.add_argument(
+        "prompt",
+        nargs="?",
+        default=None,
+        help="answer this one message and exit (omit for an interactive session)",
+    )
+    p.add_argument("--system", default=None, help="a system message")
+    p.add_argument(
+        "--tools",
+        default="",
+        metavar="NAMES",
+        help="comma-separated built-in tools to offer: calculator, list_files",
+    )
+    p.add_argument(
+        "--tools-root",
+        default=".",
+        metavar="DIR",
+        help="the only directory list_files can see (default: the current one)",
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=positive_int,
+        default=4,
+        help="model calls per message, tool rounds included (default 4)",
+    )
+    p.add_argument(
+        "--no-think",
+        action="store_true",
+        help="ask templates that support it to skip the reasoning block",
+    )
+    p.add_argument(
+        "-n",
+        "--n-predict",
+        type=positive_int,
+        default=256,
+        dest="n",
+        help="tokens per reply at most (default 256)",
+    )
+    p.add_argument(
+        "--ctx",
+        type=positive_int,
+        default=None,
+        help="context size (default 1024, or the model's trained context if smaller)",
+    )
+    add_threads_arg(p)
+    add_sampling_args(p, temperature=0.7)
+    p.set_defaults(func=run)
+
+
+def select_tools(names: str, root: str) -> ToolRegistry:
+    """The built-in tools named in ``--tools``; ToolCallError for a name we do not have."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    available: dict[str, Callable[..., str]] = {
+        "calculator": calculator,
+        "list_files": make_list_files(root),
+    }
+    registry = ToolRegistry()
+    for name in wanted:
+        if name not in available:
+            raise ToolCallError(
+                f"unknown tool {name!r} in --tools; available: {', '.join(available)}"
+            )
+        registry.register(available[name], name=name)
+    return registry
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= RESULT_CHARS else flat[: RESULT_CHARS - 3] + "..."
+
+
+def print_event(kind: str, payload: Any) -> None:
+    """The agent loop's events: text to stdout, tool activity to stderr."""
+    if kind == "text":
+        sys.stdout.write(payload)
+        sys.stdout.flush()
+        return
+    if kind == "tool_call":
+        assert isinstance(payload, ToolCall)
+        args = json.dumps(payload.arguments, ensure_ascii=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"[tool] {payload.name}({args}) -> ")
+    elif kind == "tool_result":
+        sys.stderr.write(_one_line(payload["content"]) + "\n")
+    elif kind == "parse_error":
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"[tool] could not parse a call: {_one_line(payload)}\n")
+    sys.stderr.flush()
+
+
+def stats_line(turn: Turn) -> str:
+    parts = []
+    for c in turn.calls:
+        done = f"{c.tokens} tok, {c.decode_tok_s:.1f} tok/s" if c.stop_reason else "stopped"
+        parts.append(f"prompt {c.prompt_tokens} tok, {c.reused_tokens} cached | {done}")
+    line = "[" + " ; ".join(parts) + "]"
+    if turn.interrupted:
+        line += " (interrupted)"
+    if turn.context_full:
+        line += " (the context is full: /reset to start a new conversation)"
+    return line
+
+
+def _finish_reply(turn: Turn) -> None:
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    sys.stderr.write(stats_line(turn) + "\n")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ggufref.generate import Engine
+
+    registry = select_tools(args.tools, args.tools_root)  # before loading: fail fast
+    engine = Engine(args.model, n_ctx=args.ctx, threads=args.threads)
+    session = ChatSession(
+        engine,
+        system=args.system,
+        registry=registry,
+        sampler=sampler_from_args(args),
+        max_rounds=args.max_rounds,
+        max_tokens=args.n,
+        enable_thinking=not args.no_think,
+        on_event=print_event,
+    )
+    if args.prompt is not None:
+        turn = session.ask(args.prompt)
+        _finish_reply(turn)
+        return 130 if turn.interrupted else 0
+    return repl(session)
+
+
+# tag::repl[]
+def repl(session: ChatSession) -> int:
+    """Read a line, answer it, repeat; errors are printed and the session goes on."""
+    if sys.stdin.isatty():
+        import readline  # noqa: F401 - gives input() line editing and history
+
+    sys.stderr.write(
+        f"ggufref chat: {session.engine.path.name}, template "
+        f"{session.template.name}, context {session.engine.n_ctx} tokens. "
+        f"{HELP}\n"
+    )
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            sys.stdout.write("\n")
+            return 0
+        except KeyboardInterrupt:
+            sys.stdout.write("\n(Ctrl-D or /exit to quit)\n")
+            continue
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            return 0
+        if line == "/reset":
+            session.reset()
+            sys.stderr.write("(new conversation)\n")
+            continue
+        if line.startswith("/") and " " not in line:
+            sys.stderr.write(f"unknown command {line}; {HELP}\n")
+            continue
+        try:
+            turn = session.ask(line)
+        except GgufrefError as err:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            sys.stderr.write(f"error: {err}\n(type /reset to start a new conversation)\n")
+            continue
+        _finish_reply(turn)
+
+
+# end::repl[]
