@@ -116,6 +116,7 @@ typedef struct {
 } block_q5_K;
 _Static_assert(sizeof(block_q5_K) == 2 + 2 + 12 + QK_K / 8 + QK_K / 2, "block_q5_K size");
 
+// tag::block_q6_K[]
 // Q6_K: 256 elements in 16 sub-blocks of 16, x = d * sc * (q - 32), q in [0, 63]. 6.5625 bpw.
 // In each half n (128 elements; ql += 64n, qh += 32n, l < 32):
 //   element l      : low nibble of ql[l]      | bits 0-1 of qh[l] << 4
@@ -129,6 +130,7 @@ typedef struct {
     ggml_half d;              // super-block scale
 } block_q6_K;
 _Static_assert(sizeof(block_q6_K) == QK_K / 2 + QK_K / 4 + QK_K / 16 + 2, "block_q6_K size");
+// end::block_q6_K[]
 // end::blocks_k[]
 
 // tag::blocks_act[]
@@ -153,6 +155,17 @@ typedef struct {
     int8_t qs[QK]; // quants
 } block_q8_0x;
 _Static_assert(sizeof(block_q8_0x) == 4 + 4 + QK, "block_q8_0x size");
+
+// Q8_1 activations (ggml's, for Q4_1 / Q5_1): q and d as in Q8_0, plus s = d * sum(q) computed
+// in float from the unrounded d = amax / 127 and then rounded to half precision, as ggml stores
+// it. The m term of a Q4_1 / Q5_1 block is m * s: using d * sum instead moves results by up to
+// 2^-11 relative per block, which is what parity with llama.cpp cannot afford.
+typedef struct {
+    float d;       // scale, exactly representable in half precision
+    float s;       // half(d * sum(qs)), widened to float
+    int8_t qs[QK]; // quants
+} block_q8_1x;
+_Static_assert(sizeof(block_q8_1x) == 4 + 4 + QK, "block_q8_1x size");
 // end::blocks_act[]
 
 #endif

@@ -8,6 +8,7 @@ Anything else reaching the top level is a bug in ggufref.
 from __future__ import annotations
 
 
+# tag::errors[]
 class GgufrefError(Exception):
     """Base class: a user-facing error with a one-line message."""
 
@@ -41,3 +42,4 @@ class TemplateError(GgufrefError):
 
 class ToolCallError(GgufrefError):
     """A tool call was malformed, named an unknown tool or had invalid arguments."""
+# end::errors[]

@@ -192,8 +192,10 @@ def decode_q4_1(b: dict[str, np.ndarray]) -> np.ndarray:
     return _f16(b["d"]) * q + _f16(b["m"])
 
 
+# tag::q5_0_map[]
 # Q5_0 block, 22 bytes: d (fp16) | qh (4 bytes = uint32, bit i -> weight i) | qs (16 bytes of nibbles)
 #   q[i] = nibble[i] | (bit i of qh) << 4, in [0, 31];   x[i] = d * (q[i] - 16)
+# end::q5_0_map[]
 def decode_q5_0(b: dict[str, np.ndarray]) -> np.ndarray:
     q = (_nibbles(b["qs"]) | (_fifth_bits(b["qh"]) << 4)).astype(np.int8) - np.int8(16)
     return _f16(b["d"]) * q.astype(np.float32)
