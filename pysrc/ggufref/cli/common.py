@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 
 
@@ -37,7 +36,7 @@ def non_negative_float(text: str) -> float:
 
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, default=None,
-                   help=f"worker threads (default: number of cores, {os.cpu_count()})")
+                   help="worker threads (default: the number of cores)")
 
 
 def peak_rss_mb() -> float:

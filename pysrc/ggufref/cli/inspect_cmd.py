@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
     """Everything `inspect` shows, as plain data (the JSON output and the docs use it)."""
-    tensors = [{"name": t.name, "type": t.qtype.name, "shape": list(t.shape), "nbytes": t.nbytes}
+    tensors: list[dict[str, Any]] = [{"name": t.name, "type": t.qtype.name, "shape": list(t.shape), "nbytes": t.nbytes}
                for t in f.tensors.values()]
     counts: Counter[str] = Counter()
     type_bytes: Counter[str] = Counter()

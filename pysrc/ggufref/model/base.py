@@ -40,6 +40,14 @@ class LayerWeights:
     post_ffn_norm: np.ndarray | None = None  # (n_embd,)  gemma3
 # end::layer_weights[]
 
+    def gemma_norms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(q_norm, k_norm, post_attn_norm, post_ffn_norm): present in every gemma3 layer."""
+        norms = (self.q_norm, self.k_norm, self.post_attn_norm, self.post_ffn_norm)
+        if any(n is None for n in norms):
+            raise ModelError("a gemma3 layer needs attn_q_norm, attn_k_norm, "
+                             "post_attention_norm and post_ffw_norm")
+        return norms  # type: ignore[return-value]
+
 
 def _vector(f: GGUFFile, name: str) -> np.ndarray:
     """A norm weight or bias as a small float32 array of its own (a few KiB: copying it out of

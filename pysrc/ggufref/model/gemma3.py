@@ -28,6 +28,7 @@ def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
     pos = np.arange(pos0, pos0 + n, dtype=np.int32)
     x = m.embed(tokens) * np.float32(np.sqrt(cfg.n_embd))  # gemma: scaled embedding (n, e)
     for il, lw in enumerate(m.layers):
+        q_norm, k_norm, post_attn_norm, post_ffn_norm = lw.gemma_norms()
         local = cfg.swa_layers[il]  # sliding-window layer: short RoPE base, limited view
         base, window = (cfg.rope_base_local, cfg.sliding_window) if local else (cfg.rope_base, 0)
         scale = 1.0 if local else cfg.rope_freq_scale
@@ -35,17 +36,17 @@ def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
         q = ops.linear(h, lw.wq).reshape(n, cfg.n_head, cfg.head_dim)
         k = ops.linear(h, lw.wk).reshape(n, cfg.n_head_kv, cfg.head_dim)
         v = ops.linear(h, lw.wv).reshape(n, cfg.n_head_kv, cfg.head_dim_v)
-        q = ops.rope(ops.rms_norm(q, lw.q_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
-        k = ops.rope(ops.rms_norm(k, lw.k_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
+        q = ops.rope(ops.rms_norm(q, q_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
+        k = ops.rope(ops.rms_norm(k, k_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
         q = q * np.float32(cfg.attn_scale)  # gemma scales Q, then attends with scale 1
         m.cache.store(il, pos0, k, v)
         a = ops.attention(q, m.cache.k[il], m.cache.v[il], pos0, 1.0, window)  # (n, h, hd)
-        o = ops.rms_norm(ops.linear(a.reshape(n, -1), lw.wo), lw.post_attn_norm, cfg.rms_eps)
+        o = ops.rms_norm(ops.linear(a.reshape(n, -1), lw.wo), post_attn_norm, cfg.rms_eps)
         x = x + o  # gemma: norm after attention, then residual
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)
         f = ops.linear(ops.gelu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)),
                        lw.w_down)
-        x = x + ops.rms_norm(f, lw.post_ffn_norm, cfg.rms_eps)  # gemma: norm after FFN too
+        x = x + ops.rms_norm(f, post_ffn_norm, cfg.rms_eps)  # gemma: norm after FFN too
     if not all_logits:
         x = x[-1:]
     return ops.linear(ops.rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # tied: (V, e)

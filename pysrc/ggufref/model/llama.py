@@ -28,12 +28,12 @@ def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
         q = ops.linear(h, lw.wq)  # (n, h*hd)
         k = ops.linear(h, lw.wk)  # (n, g*hd)
         v = ops.linear(h, lw.wv)  # (n, g*hd)
-        if lw.bq is not None:  # qwen2
+        if lw.bq is not None and lw.bk is not None and lw.bv is not None:  # qwen2
             q, k, v = q + lw.bq, k + lw.bk, v + lw.bv
         q = q.reshape(n, cfg.n_head, cfg.head_dim)
         k = k.reshape(n, cfg.n_head_kv, cfg.head_dim)
         v = v.reshape(n, cfg.n_head_kv, cfg.head_dim_v)
-        if lw.q_norm is not None:  # qwen3: RMSNorm over each head before RoPE
+        if lw.q_norm is not None and lw.k_norm is not None:  # qwen3: per-head RMSNorm
             q = ops.rms_norm(q, lw.q_norm, cfg.rms_eps)
             k = ops.rms_norm(k, lw.k_norm, cfg.rms_eps)
         q = ops.rope(q, pos, cfg.rope_base, cfg.rope_neox, cfg.rope_freq_scale)

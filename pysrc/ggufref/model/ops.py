@@ -149,7 +149,7 @@ class RefOps:
         return kernels.linear(x, w)  # type: ignore[arg-type]
 
 
-class FastOps:
+class FastOps(RefOps):
     """The fused C kernels (``ggufref.kernels``), same formulas, in place where possible."""
 
     @staticmethod
@@ -186,8 +186,6 @@ class FastOps:
         from ggufref import kernels
 
         return kernels.silu_mul(gate, up, out=gate)
-
-    linear = staticmethod(RefOps.linear)
 
 
 REF, FAST = RefOps(), FastOps()
