@@ -6,9 +6,10 @@
 //
 // Where the time goes: the integer products. _mm256_maddubs_epi16 multiplies unsigned 8-bit
 // weights by signed 8-bit activations and adds neighbours into 16 bits; _mm256_madd_epi16 then
-// widens to 32 bits (times a per-sub-block scale for the K-quants). Formats whose quants are
-// offset (Q4_0: q - 8, Q5_0: q - 16, Q6_K: q - 32) multiply the unsigned q and subtract
-// offset * sum(qx) once per block, using the sums kept in the activation blocks.
+// widens to 32 bits (times a per-sub-block scale for the K-quants). The legacy formats follow
+// ggml's arithmetic exactly (signed q - offset, one float chain), so their results are
+// llama.cpp's bit for bit; Q6_K multiplies the unsigned q and subtracts 32 * sum(sc bsum)
+// within the integer lanes, which is also what ggml's AVX2 kernel does.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
@@ -122,33 +123,41 @@ void ggr_axpy_avx2(int n, float a, const float *x, float *y) {
 
 // ---------------------------------------------------------------- legacy formats
 // tag::q4_0_avx2[]
-// Shared shape of the 32-element kernels: acc += (d_w d_x) * sum(q qx) per block, and a scalar
-// `extra` collects the per-block offset terms (offset * d_w d_x * sum(qx), or m_w d_x sum(qx)).
+// Signed 8-bit q times signed 8-bit x, in groups of 4 -> 8 x int32: move q's sign onto x so
+// that maddubs sees |q| (unsigned) and sign(q) x, the usual trick.
+static inline __m256i dot_i8_i8(__m256i q, __m256i x) {
+    return dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+}
+
+// Shared shape of the 32-element kernels, which is ggml's (so the float sums round as
+// llama.cpp's do): per block, 8 int32 lanes of 4 products each, acc += (d_w d_x) * lanes in one
+// chain, block after block; the 8 lanes are added at the end. Offset formats (Q4_0: q - 8,
+// Q5_0: q - 16) subtract the offset from each quant first, as ggml does, so the lanes hold the
+// same integers as llama.cpp's.
 float ggr_dot_q4_0_avx2(int n, const void *w, const void *x) {
     const block_q4_0 *wb = w;
     const block_q8_0x *xb = x;
     __m256 acc = _mm256_setzero_ps();
-    float extra = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         const float d = h2f(wb[b].d) * xb[b].d;
-        __m256i s = dot_u8_i8(nibbles_32(wb[b].qs), _mm256_loadu_si256((const __m256i *)xb[b].qs));
+        const __m256i q = _mm256_sub_epi8(nibbles_32(wb[b].qs), _mm256_set1_epi8(8));
+        __m256i s = dot_i8_i8(q, _mm256_loadu_si256((const __m256i *)xb[b].qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
-        extra -= 8.0f * d * (float)xb[b].sum;
     }
-    return hsum_ps(acc) + extra;
+    return hsum_ps(acc);
 }
 // end::q4_0_avx2[]
 
 float ggr_dot_q4_1_avx2(int n, const void *w, const void *x) {
     const block_q4_1 *wb = w;
-    const block_q8_0x *xb = x;
+    const block_q8_1x *xb = x;
     __m256 acc = _mm256_setzero_ps();
     float extra = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         const float d = h2f(wb[b].d) * xb[b].d;
         __m256i s = dot_u8_i8(nibbles_32(wb[b].qs), _mm256_loadu_si256((const __m256i *)xb[b].qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
-        extra += h2f(wb[b].m) * xb[b].d * (float)xb[b].sum;
+        extra += h2f(wb[b].m) * xb[b].s;
     }
     return hsum_ps(acc) + extra;
 }
@@ -157,20 +166,19 @@ float ggr_dot_q5_0_avx2(int n, const void *w, const void *x) {
     const block_q5_0 *wb = w;
     const block_q8_0x *xb = x;
     __m256 acc = _mm256_setzero_ps();
-    float extra = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         const float d = h2f(wb[b].d) * xb[b].d;
         __m256i q = _mm256_or_si256(nibbles_32(wb[b].qs), fifth_bits_32(wb[b].qh));
-        __m256i s = dot_u8_i8(q, _mm256_loadu_si256((const __m256i *)xb[b].qs));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256i s = dot_i8_i8(q, _mm256_loadu_si256((const __m256i *)xb[b].qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
-        extra -= 16.0f * d * (float)xb[b].sum;
     }
-    return hsum_ps(acc) + extra;
+    return hsum_ps(acc);
 }
 
 float ggr_dot_q5_1_avx2(int n, const void *w, const void *x) {
     const block_q5_1 *wb = w;
-    const block_q8_0x *xb = x;
+    const block_q8_1x *xb = x;
     __m256 acc = _mm256_setzero_ps();
     float extra = 0.0f;
     for (int b = 0; b < n / QK; b++) {
@@ -178,13 +186,12 @@ float ggr_dot_q5_1_avx2(int n, const void *w, const void *x) {
         __m256i q = _mm256_or_si256(nibbles_32(wb[b].qs), fifth_bits_32(wb[b].qh));
         __m256i s = dot_u8_i8(q, _mm256_loadu_si256((const __m256i *)xb[b].qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
-        extra += h2f(wb[b].m) * xb[b].d * (float)xb[b].sum;
+        extra += h2f(wb[b].m) * xb[b].s;
     }
     return hsum_ps(acc) + extra;
 }
 
-// Q8_0: both sides signed; make the weight unsigned with its absolute value and move its sign
-// onto the activation (|w| * sign(w) x = w x), the usual maddubs trick.
+// Q8_0: both sides signed.
 float ggr_dot_q8_0_avx2(int n, const void *w, const void *x) {
     const block_q8_0 *wb = w;
     const block_q8_0x *xb = x;
@@ -192,8 +199,7 @@ float ggr_dot_q8_0_avx2(int n, const void *w, const void *x) {
     for (int b = 0; b < n / QK; b++) {
         const float d = h2f(wb[b].d) * xb[b].d;
         __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);
-        __m256i xv = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        __m256i s = dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xv, q));
+        __m256i s = dot_i8_i8(q, _mm256_loadu_si256((const __m256i *)xb[b].qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
     }
     return hsum_ps(acc);
@@ -404,37 +410,53 @@ float ggr_dot_q6_K_avx2(int n, const void *w, const void *x) {
     return hsum_ps(acc);
 }
 
-// ---------------------------------------------------------------- activation quantizer
-// Same values as ggr_quantize_q8_0x_scalar: _mm256_round_ps rounds to nearest even, like
-// nearbyintf in the default rounding mode.
-void ggr_quantize_q8_0x_avx2(int n, const float *x, block_q8_0x *y) {
+// ---------------------------------------------------------------- activation quantizers
+// Same values as quantize_32 in dot_scalar.c: _mm256_round_ps rounds to nearest even, like
+// nearbyintf in the default rounding mode. Returns d = amax / 127 (unrounded); *sum = sum of q.
+static float quantize_32_avx2(const float *x, int8_t *qs, int *sum) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], mx = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i qi[4], total = _mm256_setzero_si256();
+    for (int k = 0; k < 4; k++) {
+        __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], id),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        qi[k] = _mm256_cvtps_epi32(r);
+        total = _mm256_add_epi32(total, qi[k]);
+    }
+    // int32 -> int8 with the lane-crossing fix-up that packs need
+    __m256i p16a = _mm256_packs_epi32(qi[0], qi[1]);
+    __m256i p16b = _mm256_packs_epi32(qi[2], qi[3]);
+    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)qs, p8);
+    *sum = hsum_epi32(total);
+    return amax / 127.0f;
+}
+
+static inline float round_half(float v) {
+    return _cvtsh_ss(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+void ggr_quantize_q8_0x_avx2(int n, const float *x, block_q8_0x *y) {
+    for (int b = 0; b < n / QK; b++, x += QK)
+        y[b].d = round_half(quantize_32_avx2(x, y[b].qs, &y[b].sum));
+}
+
+void ggr_quantize_q8_1x_avx2(int n, const float *x, block_q8_1x *y) {
     for (int b = 0; b < n / QK; b++, x += QK) {
-        __m256 v[4], mx = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(x + 8 * k);
-            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
-        }
-        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_max_ss(m, _mm_movehdup_ps(m));
-        const float amax = _mm_cvtss_f32(m);
-        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-        __m256i qi[4], total = _mm256_setzero_si256();
-        for (int k = 0; k < 4; k++) {
-            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], id),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            qi[k] = _mm256_cvtps_epi32(r);
-            total = _mm256_add_epi32(total, qi[k]);
-        }
-        // int32 -> int8 with the lane-crossing fix-up that packs need
-        __m256i p16a = _mm256_packs_epi32(qi[0], qi[1]);
-        __m256i p16b = _mm256_packs_epi32(qi[2], qi[3]);
-        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
-        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)y[b].qs, p8);
-        y[b].sum = hsum_epi32(total);
-        y[b].d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+        int sum;
+        const float d = quantize_32_avx2(x, y[b].qs, &sum);
+        y[b].d = round_half(d);
+        y[b].s = round_half(d * (float)sum);
     }
 }
 

@@ -7,6 +7,7 @@
 // 16-bit pairs and accumulates, which applies the K-quant sub-block scales for free.
 // The K-quant kernels work on 512-bit registers: 64 quants = 2 sub-blocks of Q4_K or 4 of Q6_K.
 // Integer sums are exact and equal to the scalar reference's; only the float order differs.
+// Q4_0, Q5_0, Q8_0 and Q6_K add their float terms in ggml's order (llama.cpp's bits).
 #if defined(__clang__)
 #pragma clang attribute push(                                                                      \
     __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))),                 \
@@ -35,40 +36,37 @@ static inline __m256i nibbles_32(const uint8_t *qs) {
     return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
 }
 
-// s - v in lane 0 only: removes an offset * sum(qx) term exactly, in the integer domain.
-static inline __m256i sub_lane0(__m256i s, int v) {
-    return _mm256_sub_epi32(s, _mm256_zextsi128_si256(_mm_cvtsi32_si128(v)));
+// ---------------------------------------------------------------- legacy formats
+// Signed q times signed x in groups of 4 -> 8 x int32 (|q| unsigned, q's sign moved onto x).
+static inline __m256i dot_i8_i8(__m256i q, const int8_t *x) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(q, q),
+                               _mm256_sign_epi8(xv, q));
 }
 
-// ---------------------------------------------------------------- legacy formats
+// The legacy formats add their float terms exactly as ggml's x86 kernels do (so the results are
+// llama.cpp's bit for bit): per block 8 int32 lanes of 4 products of (q - offset) and qx, then
+// acc = fma(d_w d_x, lanes, acc) in one chain, block after block, and the 8 lanes summed last.
 float ggr_dot_q4_0_avx512(int n, const void *w, const void *x) {
     const block_q4_0 *wb = w;
     const block_q8_0x *xb = x;
     __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles_32(wb[b].qs), xv);
-        s = sub_lane0(s, 8 * xb[b].sum);
+        const __m256i q = _mm256_sub_epi8(nibbles_32(wb[b].qs), _mm256_set1_epi8(8));
         const float d = h2f(wb[b].d) * xb[b].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot_i8_i8(q, xb[b].qs)), acc);
     }
     return hsum256_ps(acc);
 }
 
 // tag::dot_q5_0_avx512[]
-// Q5_0: q = nibble + 16 where the fifth bit is set: qh is itself the byte mask.
+// Q5_0: q = nibble + 16 where the fifth bit is set (qh is itself the byte mask), minus 16.
 static inline __m256i q5_0_quants(const block_q5_0 *wb) {
     uint32_t qh;
     memcpy(&qh, wb->qh, 4);
     __m256i q = nibbles_32(wb->qs);
-    return _mm256_mask_add_epi8(q, (__mmask32)qh, q, _mm256_set1_epi8(16)); // 0..31
-}
-
-// sum_j (q_j - 16) qx_j spread over 8 int32 lanes (summed later, in float)
-static inline __m256i q5_0_dot(__m256i q, const block_q8_0x *xb) {
-    __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
-    __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv); // sum q * qx
-    return sub_lane0(s, 16 * xb->sum);                              // - 16 * sum qx
+    q = _mm256_mask_add_epi8(q, (__mmask32)qh, q, _mm256_set1_epi8(16)); // 0..31
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(16));                     // -16..15
 }
 
 // One weight row against nt activation rows (x + t * xs bytes): each block is decoded once for
@@ -76,30 +74,18 @@ static inline __m256i q5_0_dot(__m256i q, const block_q8_0x *xb) {
 // so a token's result does not depend on how many tokens share the call.
 static inline __attribute__((always_inline)) void
 q5_0_rows(int n, const block_q5_0 *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
-    __m256 acc0[GGR_NT], acc1[GGR_NT]; // two chains per token hide the fma latency
-    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= n / QK; b += 2) {
-        const __m256i q0 = q5_0_quants(wb + b), q1 = q5_0_quants(wb + b + 1);
-        const float d0 = h2f(wb[b].d), d1 = h2f(wb[b + 1].d);
+    __m256 acc[GGR_NT];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK; b++) {
+        const __m256i q = q5_0_quants(wb + b);
+        const float dw = h2f(wb[b].d);
         for (int t = 0; t < nt; t++) {
             const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
-                                      _mm256_cvtepi32_ps(q5_0_dot(q0, xb)), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xb[1].d),
-                                      _mm256_cvtepi32_ps(q5_0_dot(q1, xb + 1)), acc1[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d),
+                                     _mm256_cvtepi32_ps(dot_i8_i8(q, xb->qs)), acc[t]);
         }
     }
-    if (b < n / QK) {
-        const __m256i q0 = q5_0_quants(wb + b);
-        const float d0 = h2f(wb[b].d);
-        for (int t = 0; t < nt; t++) {
-            const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
-                                      _mm256_cvtepi32_ps(q5_0_dot(q0, xb)), acc0[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(_mm256_add_ps(acc0[t], acc1[t]));
+    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(acc[t]);
 }
 
 float ggr_dot_q5_0_avx512(int n, const void *w, const void *x) {
@@ -113,41 +99,21 @@ void ggr_dotn_q5_0_avx512(int n, const void *w, const void *x, int64_t xs, float
 }
 // end::dot_q5_0_avx512[]
 
-// Q8_0: |w| (unsigned) times sign(w) * qx, as in AVX2, but one vpdpbusd instead of two ops.
-static inline __m256i q8_0_dot(__m256i q, __m256i absq, const block_q8_0x *xb) {
-    __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), absq, _mm256_sign_epi8(xv, q));
-}
-
+// Q8_0: the same chain as Q5_0.
 static inline __attribute__((always_inline)) void
 q8_0_rows(int n, const block_q8_0 *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
-    __m256 acc0[GGR_NT], acc1[GGR_NT];
-    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= n / QK; b += 2) {
-        const __m256i q0 = _mm256_loadu_si256((const __m256i *)wb[b].qs);
-        const __m256i q1 = _mm256_loadu_si256((const __m256i *)wb[b + 1].qs);
-        const __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
-        const float d0 = h2f(wb[b].d), d1 = h2f(wb[b + 1].d);
+    __m256 acc[GGR_NT];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK; b++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);
+        const float dw = h2f(wb[b].d);
         for (int t = 0; t < nt; t++) {
             const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
-                                      _mm256_cvtepi32_ps(q8_0_dot(q0, a0, xb)), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xb[1].d),
-                                      _mm256_cvtepi32_ps(q8_0_dot(q1, a1, xb + 1)), acc1[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d),
+                                     _mm256_cvtepi32_ps(dot_i8_i8(q, xb->qs)), acc[t]);
         }
     }
-    if (b < n / QK) {
-        const __m256i q0 = _mm256_loadu_si256((const __m256i *)wb[b].qs);
-        const __m256i a0 = _mm256_sign_epi8(q0, q0);
-        const float d0 = h2f(wb[b].d);
-        for (int t = 0; t < nt; t++) {
-            const block_q8_0x *xb = (const block_q8_0x *)(x + t * xs) + b;
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d),
-                                      _mm256_cvtepi32_ps(q8_0_dot(q0, a0, xb)), acc0[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(_mm256_add_ps(acc0[t], acc1[t]));
+    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(acc[t]);
 }
 
 float ggr_dot_q8_0_avx512(int n, const void *w, const void *x) {
@@ -294,8 +260,8 @@ static inline __m512i pick4(int k) {
 static inline __attribute__((always_inline)) void
 q6_K_rows(int n, const block_q6_K *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
-    __m512 acc[GGR_NT];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    __m256 acc[GGR_NT]; // 8 lanes, as ggml's AVX2 kernel: the same float sums, bit for bit
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK_K; b++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[b].scales));
         const __m512i scz = _mm512_castsi256_si512(sc16);
@@ -325,10 +291,13 @@ q6_K_rows(int n, const block_q6_K *wb, const uint8_t *x, int64_t xs, int nt, flo
                 __m512i p = _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(xb->qs + 64 * k));
                 isum = _mm512_dpwssd_epi32(isum, p, scv[k]);
             }
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(xb->d * dw), _mm512_cvtepi32_ps(isum), acc[t]);
+            // lane m + 8 holds the next 32 elements' lane m: fold (exact, in integers)
+            const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(isum),
+                                                   _mm512_extracti64x4_epi64(isum, 1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xb->d * dw), _mm256_cvtepi32_ps(lanes), acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
+    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(acc[t]);
 }
 
 float ggr_dot_q6_K_avx512(int n, const void *w, const void *x) {

@@ -50,10 +50,10 @@ float ggr_dot_q4_0_scalar(int n, const void *w, const void *x) {
 }
 // end::dot_q4_0_scalar[]
 
-// Q4_1 . Q8_0: sum_b d_w d_x sum_j q_j qx_j + m_w d_x sum_j qx_j
+// Q4_1 . Q8_1: sum_b d_w d_x sum_j q_j qx_j + m_w s_x   (s_x = half(d_x sum_j qx_j))
 float ggr_dot_q4_1_scalar(int n, const void *w, const void *x) {
     const block_q4_1 *wb = w;
-    const block_q8_0x *xb = x;
+    const block_q8_1x *xb = x;
     float sum = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         int isum = 0;
@@ -61,7 +61,7 @@ float ggr_dot_q4_1_scalar(int n, const void *w, const void *x) {
             isum += (wb[b].qs[j] & 0x0f) * xb[b].qs[j] + (wb[b].qs[j] >> 4) * xb[b].qs[j + QK / 2];
         }
         sum += ggr_fp16_to_fp32(wb[b].d) * xb[b].d * (float)isum +
-               ggr_fp16_to_fp32(wb[b].m) * xb[b].d * (float)xb[b].sum;
+               ggr_fp16_to_fp32(wb[b].m) * xb[b].s;
     }
     return sum;
 }
@@ -87,10 +87,10 @@ float ggr_dot_q5_0_scalar(int n, const void *w, const void *x) {
     return sum;
 }
 
-// Q5_1 . Q8_0: sum_b d_w d_x sum_j q_j qx_j + m_w d_x sum_j qx_j
+// Q5_1 . Q8_1: sum_b d_w d_x sum_j q_j qx_j + m_w s_x
 float ggr_dot_q5_1_scalar(int n, const void *w, const void *x) {
     const block_q5_1 *wb = w;
-    const block_q8_0x *xb = x;
+    const block_q8_1x *xb = x;
     float sum = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         uint32_t qh;
@@ -98,7 +98,7 @@ float ggr_dot_q5_1_scalar(int n, const void *w, const void *x) {
         int isum = 0;
         for (int j = 0; j < QK; j++) isum += q5_of(wb[b].qs, qh, j) * xb[b].qs[j];
         sum += ggr_fp16_to_fp32(wb[b].d) * xb[b].d * (float)isum +
-               ggr_fp16_to_fp32(wb[b].m) * xb[b].d * (float)xb[b].sum;
+               ggr_fp16_to_fp32(wb[b].m) * xb[b].s;
     }
     return sum;
 }
@@ -252,20 +252,36 @@ float ggr_dot_q6_K_scalar(int n, const void *w, const void *x) {
 
 // ---------------------------------------------------------------- activation quantizers
 // tag::quantize_q8_0x[]
-// x (n,) -> n/32 blocks: d = amax / 127 kept at half precision, q = round-to-even(x * 127 / amax).
-// (ggml's x86 quantizer rounds the same way and stores d as half.)
+// 32 values -> 32 quants: q = round-to-even(x * (127 / amax)). Returns d = amax / 127 (float,
+// unrounded) and sets *sum = sum of q. The scale is 127 / amax, not 1 / d: that is what ggml's
+// x86 quantizer computes, and the two differ in the last bit often enough to flip a quant.
+static float quantize_32(const float *x, int8_t qs[QK], int *sum) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    *sum = 0;
+    for (int j = 0; j < QK; j++) {
+        qs[j] = (int8_t)nearbyintf(x[j] * id);
+        *sum += qs[j];
+    }
+    return amax / 127.0f;
+}
+
+// x (n,) -> n/32 blocks of ggml's Q8_0 values: d kept at half precision.
 void ggr_quantize_q8_0x_scalar(int n, const float *x, block_q8_0x *y) {
     for (int b = 0; b < n / QK; b++, x += QK) {
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < QK; j++) {
-            y[b].qs[j] = (int8_t)nearbyintf(x[j] * id);
-            sum += y[b].qs[j];
-        }
-        y[b].d = ggr_fp16_to_fp32(ggr_fp32_to_fp16(amax / 127.0f));
-        y[b].sum = sum;
+        const float d = quantize_32(x, y[b].qs, &y[b].sum);
+        y[b].d = ggr_round_f16(d);
+    }
+}
+
+// x (n,) -> n/32 blocks of ggml's Q8_1 values: s = half(d * sum), from the unrounded d.
+void ggr_quantize_q8_1x_scalar(int n, const float *x, block_q8_1x *y) {
+    for (int b = 0; b < n / QK; b++, x += QK) {
+        int sum;
+        const float d = quantize_32(x, y[b].qs, &sum);
+        y[b].d = ggr_round_f16(d);
+        y[b].s = ggr_round_f16(d * (float)sum);
     }
 }
 // end::quantize_q8_0x[]

@@ -36,6 +36,6 @@ int ggr_gelu_tanh_mul(const float *gate, const float *up, int64_t n, int exact, 
 int ggr_silu_mul(const float *gate, const float *up, int64_t n, float *out);
 int ggr_attention(const float *q, const float *k_cache, const float *v_cache, int64_t n_tokens,
                   int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t n_ctx, int64_t pos0,
-                  float scale, int64_t window, float softcap, int f16, float *out);
+                  float scale, int64_t window, float softcap, int mode, float *out);
 // cffi-end
 #endif

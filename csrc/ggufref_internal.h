@@ -35,8 +35,17 @@ enum ggr_type {
 // that have no kernel of their own at that level.
 enum ggr_isa { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_COUNT = 3 };
 
-// What the activations of a format are converted to before the dot products.
-enum ggr_act { ACT_F32 = 0, ACT_Q8_0X = 1, ACT_Q8_K = 2 };
+// What the activations of a format are converted to before the dot products (ggml's
+// vec_dot_type): F16 / BF16 weights meet activations rounded to half / bfloat16 (kept as float,
+// so the products are exact and the kernels stay float x half).
+enum ggr_act {
+    ACT_F32 = 0,
+    ACT_Q8_0X = 1,
+    ACT_Q8_K = 2,
+    ACT_Q8_1X = 3,
+    ACT_F16R = 4,
+    ACT_BF16R = 5
+};
 
 // ---------------------------------------------------------------- half and bfloat16
 static inline float ggr_bits_to_f32(uint32_t u) {
@@ -81,6 +90,16 @@ static inline ggml_half ggr_fp32_to_fp16(float f) {
 }
 
 static inline float ggr_bf16_to_fp32(ggml_bf16 b) { return ggr_bits_to_f32((uint32_t)b << 16); }
+
+// binary32 -> bfloat16, round to nearest even on the top 16 bits; a NaN stays a (quiet) NaN.
+static inline ggml_bf16 ggr_fp32_to_bf16(float f) {
+    uint32_t u = ggr_f32_to_bits(f);
+    if ((u & 0x7fffffff) > 0x7f800000) return (ggml_bf16)((u >> 16) | 0x40);
+    return (ggml_bf16)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static inline float ggr_round_f16(float x) { return ggr_fp16_to_fp32(ggr_fp32_to_fp16(x)); }
+static inline float ggr_round_bf16(float x) { return ggr_bf16_to_fp32(ggr_fp32_to_bf16(x)); }
 
 // ---------------------------------------------------------------- dot products
 // tag::dispatch[]
@@ -149,8 +168,10 @@ void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float
 void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 
 // ---------------------------------------------------------------- activation quantizers
-// x (n,) float -> n / 32 block_q8_0x, or n / 256 block_q8_K.
+// x (n,) float -> n / 32 block_q8_0x or block_q8_1x, or n / 256 block_q8_K.
 void ggr_quantize_q8_0x_scalar(int n, const float *x, block_q8_0x *y);
+void ggr_quantize_q8_1x_scalar(int n, const float *x, block_q8_1x *y);
+void ggr_quantize_q8_1x_avx2(int n, const float *x, block_q8_1x *y);
 void ggr_quantize_q8_K_scalar(int n, const float *x, block_q8_K *y);
 void ggr_quantize_q8_0x_avx2(int n, const float *x, block_q8_0x *y);
 void ggr_quantize_q8_K_avx2(int n, const float *x, block_q8_K *y);
@@ -159,6 +180,26 @@ void ggr_quantize_q8_K_avx2(int n, const float *x, block_q8_K *y);
 void ggr_axpy_avx2(int n, float a, const float *x, float *y); // y += a * x
 void ggr_gelu_table_mul_avx2(int64_t n, const float *gate, const float *up, float *out,
                              const ggml_half *table);
+
+// ---------------------------------------------------------------- attention (ops.c, attn_ggml*.c)
+// Values of ggr_attention's mode argument.
+#define GGR_ATTN_F32 0         // float32 scores and weighted sum (our order)
+#define GGR_ATTN_GGML_DECODE 1 // llama.cpp's f16 path, its decode summation order for every token
+#define GGR_ATTN_GGML 2        // llama.cpp's f16 path, its prefill order when n_tokens >= 2
+
+typedef struct {
+    const float *q, *k, *v; // (T, H, hd), (Hkv, C, hd), (Hkv, C, hd)
+    int64_t n_head, n_kv_head, hd, n_ctx, pos0, window;
+    float scale, softcap;
+    int mode;   // GGR_ATTN_*
+    float *out; // (T, H, hd)
+    int failed; // set (to 1, by any thread) if a long context's score buffer cannot be allocated
+} ggr_attn_job;
+
+// One (token, head) task of the GGR_ATTN_GGML* modes; sgemm: use llamafile's summation order.
+void ggr_attend_ggml_ref(const ggr_attn_job *j, int64_t task, int sgemm);
+void ggr_attend_ggml_avx2(const ggr_attn_job *j, int64_t task, int sgemm);
+void ggr_attend_ggml_avx512(const ggr_attn_job *j, int64_t task, int sgemm);
 
 // ---------------------------------------------------------------- cpu features, threads
 #define GGR_CPU_AVX2 1     // AVX2 + FMA + F16C, with the OS saving ymm state

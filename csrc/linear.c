@@ -19,12 +19,12 @@
     }
 static const ggr_format FORMATS[] = {
     {GGR_F32, "F32", 1, 4, ACT_F32, DOTS(f32)},
-    {GGR_F16, "F16", 1, 2, ACT_F32, DOTS(f16)},
-    {GGR_BF16, "BF16", 1, 2, ACT_F32, DOTS(bf16)},
+    {GGR_F16, "F16", 1, 2, ACT_F16R, DOTS(f16)},
+    {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOTS(bf16)},
     {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOTS512(q4_0)},
-    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_0X, DOTS(q4_1)},
+    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOTS(q4_1)},
     {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOTS512N(q5_0)},
-    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_0X, DOTS(q5_1)},
+    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOTS(q5_1)},
     {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOTS512N(q8_0)},
     {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOTS(q2_K)},
     {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOTS(q3_K)},
@@ -77,6 +77,8 @@ static int64_t act_row_bytes(const ggr_format *f, int64_t cols) {
     switch (f->act) {
     case ACT_Q8_0X:
         return cols / QK * (int64_t)sizeof(block_q8_0x);
+    case ACT_Q8_1X:
+        return cols / QK * (int64_t)sizeof(block_q8_1x);
     case ACT_Q8_K:
         return cols / QK_K * (int64_t)sizeof(block_q8_K);
     default:
@@ -97,14 +99,25 @@ static void quantize_row(void *ctx, int64_t t) {
     const quant_job *j = ctx;
     const float *x = j->x + t * j->cols;
     void *out = j->xq + t * j->xq_row_bytes;
-    if (j->f->act == ACT_Q8_K && j->isa >= ISA_AVX2)
-        ggr_quantize_q8_K_avx2((int)j->cols, x, out);
-    else if (j->f->act == ACT_Q8_K)
-        ggr_quantize_q8_K_scalar((int)j->cols, x, out);
-    else if (j->isa >= ISA_AVX2)
-        ggr_quantize_q8_0x_avx2((int)j->cols, x, out);
-    else
-        ggr_quantize_q8_0x_scalar((int)j->cols, x, out);
+    const int n = (int)j->cols, simd = j->isa >= ISA_AVX2;
+    float *f = out;
+    switch (j->f->act) {
+    case ACT_Q8_K:
+        simd ? ggr_quantize_q8_K_avx2(n, x, out) : ggr_quantize_q8_K_scalar(n, x, out);
+        break;
+    case ACT_Q8_1X:
+        simd ? ggr_quantize_q8_1x_avx2(n, x, out) : ggr_quantize_q8_1x_scalar(n, x, out);
+        break;
+    case ACT_Q8_0X:
+        simd ? ggr_quantize_q8_0x_avx2(n, x, out) : ggr_quantize_q8_0x_scalar(n, x, out);
+        break;
+    case ACT_F16R: // ggml converts the activations to F16 (vec_dot_type of F16 weights)
+        for (int i = 0; i < n; i++) f[i] = ggr_round_f16(x[i]);
+        break;
+    case ACT_BF16R: // ... and to BF16 for BF16 weights
+        for (int i = 0; i < n; i++) f[i] = ggr_round_bf16(x[i]);
+        break;
+    }
 }
 
 // ---------------------------------------------------------------- the dot-product tiles

@@ -73,6 +73,21 @@ typedef struct {
     int neox;
 } rope_job;
 
+// The rotation of one pair, as ggml's compiled code rounds it: GCC fuses x0 c - x1 s into
+// fma(x0, c, -(x1 s)) (and x0 s + x1 c into fma(x0, s, x1 c)); unfused, a fifth of the outputs
+// differ from llama.cpp's in the last bit. The FMA build turns fmaf into one instruction.
+__attribute__((target("fma"))) static void rotate_fma(float *a, float *b, float c, float s) {
+    const float x0 = *a, x1 = *b;
+    *a = fmaf(x0, c, -(x1 * s));
+    *b = fmaf(x0, s, x1 * c);
+}
+
+static void rotate_ref(float *a, float *b, float c, float s) { // fmaf from libm: same bits
+    const float x0 = *a, x1 = *b;
+    *a = fmaf(x0, c, -(x1 * s));
+    *b = fmaf(x0, s, x1 * c);
+}
+
 // tag::rope[]
 // Rotate pairs of each head by angle_i = pos * freq_scale * theta_base^(-2i / n_rot).
 // Normal pairing rotates (x[2i], x[2i+1]); NeoX pairing rotates (x[i], x[i + n_rot/2]).
@@ -88,13 +103,13 @@ static void rope_token(void *ctx, int64_t t) {
         sn[i] = sinf(j->freq_scale * theta);
         theta *= theta_scale;
     }
+    void (*rotate)(float *, float *, float, float) =
+        ggr_current_isa() >= ISA_AVX2 ? rotate_fma : rotate_ref;
     for (int64_t h = 0; h < j->n_heads; h++) {
         float *v = j->x + (t * j->n_heads + h) * j->head_dim;
         for (int64_t i = 0; i < half; i++) {
             const int64_t a = j->neox ? i : 2 * i, b = j->neox ? i + half : 2 * i + 1;
-            const float x0 = v[a], x1 = v[b];
-            v[a] = x0 * cs[i] - x1 * sn[i];
-            v[b] = x0 * sn[i] + x1 * cs[i];
+            rotate(v + a, v + b, cs[i], sn[i]);
         }
     }
 }
@@ -122,13 +137,20 @@ static float gelu_tanh(float x) {
 
 // ggml's CPU backend does not evaluate GELU on float32 inputs: it rounds x to half precision
 // and reads a 65536-entry table of half-precision results (exact for |x| >= 10: 0 or x).
-// We build the same table once, so gate activations match llama.cpp's bit for bit.
+// We build the same table once, so gate activations match llama.cpp's bit for bit. ggml's
+// table entries come from the formula as GCC compiles it there (contracting 1 + a x x into one
+// fused multiply-add), and a few entries sit so close to a half-precision midpoint that the
+// fusing decides them (x = -1.999 is one): so the table uses fmaf at that spot too.
+static float gelu_tanh_ggml(float x) {
+    return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * x * fmaf(GELU_COEF_A * x, x, 1.0f)));
+}
+
 static ggml_half gelu_table[1 << 16];
 static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
 
 static void gelu_table_init(void) {
     for (uint32_t h = 0; h < (1u << 16); h++)
-        gelu_table[h] = ggr_fp32_to_fp16(gelu_tanh(ggr_fp16_to_fp32((ggml_half)h)));
+        gelu_table[h] = ggr_fp32_to_fp16(gelu_tanh_ggml(ggr_fp16_to_fp32((ggml_half)h)));
 }
 
 typedef struct {
@@ -190,44 +212,26 @@ int ggr_silu_mul(const float *gate, const float *up, int64_t n, float *out) {
 }
 
 // ---------------------------------------------------------------- attention
-typedef struct {
-    const float *q, *k, *v;
-    int64_t n_head, n_kv_head, hd, n_ctx, pos0, window;
-    float scale, softcap;
-    int f16; // round q and the probabilities to half precision, as llama.cpp's f16 KV path does
-    float *out;
-    int failed; // set (to 1, by any thread) if a long context's score buffer cannot be allocated
-} attn_job;
-
-static inline float round_f16(float x) { return ggr_fp16_to_fp32(ggr_fp32_to_fp16(x)); }
-
 // tag::attention[]
 // One query token t of one head h: causal softmax attention over cache positions
 // j in (p - window, p] (all j <= p without a window), p = pos0 + t. GQA: head h reads kv head
 // h / (H / Hkv). Scores in float, the softmax denominator in double.
-// f16: llama.cpp (without flash attention) keeps K and V in half precision and multiplies in
-// half: q is rounded to half before q.k, and the probabilities before p.V. The caller stores
-// K and V rounded to half (their cache rows are then exactly llama.cpp's).
+// (The f16 modes, llama.cpp's arithmetic step by step, are in attn_ggml.inc.)
 static void attend(void *ctx, int64_t task) {
-    const attn_job *j = ctx;
+    const ggr_attn_job *j = ctx;
     const int64_t t = task / j->n_head, h = task % j->n_head;
     const int64_t kvh = h / (j->n_head / j->n_kv_head);
     const int64_t p = j->pos0 + t;
     const int64_t lo = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
     const int64_t n_keys = p - lo + 1;
-    const float *q = j->q + (t * j->n_head + h) * j->hd; // (hd,)
-    float q16[1024]; // head_dim <= 1024, checked by ggr_attention
-    if (j->f16) {
-        for (int64_t i = 0; i < j->hd; i++) q16[i] = round_f16(q[i]);
-        q = q16;
-    }
+    const float *q = j->q + (t * j->n_head + h) * j->hd;   // (hd,)
     const float *K = j->k + (kvh * j->n_ctx + lo) * j->hd; // (n_keys, hd)
     const float *V = j->v + (kvh * j->n_ctx + lo) * j->hd; // (n_keys, hd)
     float *o = j->out + (t * j->n_head + h) * j->hd;       // (hd,)
     float local[1024];
     float *s = n_keys <= 1024 ? local : malloc((size_t)n_keys * sizeof(float));
     if (!s) {
-        ((attn_job *)ctx)->failed = 1;
+        ((ggr_attn_job *)ctx)->failed = 1;
         return;
     }
     float mx = -INFINITY;
@@ -244,22 +248,42 @@ static void attend(void *ctx, int64_t task) {
     }
     const float inv = (float)(1.0 / sum);
     memset(o, 0, (size_t)j->hd * sizeof(float));
-    for (int64_t i = 0; i < n_keys; i++) {
-        const float p = j->f16 ? round_f16(s[i] * inv) : s[i] * inv; // probability of key i
-        axpy((int)j->hd, p, V + i * j->hd, o);
-    }
+    for (int64_t i = 0; i < n_keys; i++) axpy((int)j->hd, s[i] * inv, V + i * j->hd, o);
     if (s != local) free(s);
 }
 // end::attention[]
 
+// The f16 modes: llamafile's summation order only in GGR_ATTN_GGML mode with >= 2 tokens, as
+// llama.cpp (llamafile_sgemm declines single-column matmuls, which then take ggml_vec_dot_f16).
+typedef struct {
+    ggr_attn_job job;
+    int sgemm;
+} ggml_attn_task;
+
+static void attend_ggml(void *ctx, int64_t task) {
+    const ggml_attn_task *a = ctx;
+    const int isa = ggr_current_isa(); // three builds of attn_ggml.inc, identical results
+    if (isa >= ISA_AVX512)
+        ggr_attend_ggml_avx512(&a->job, task, a->sgemm);
+    else if (isa >= ISA_AVX2)
+        ggr_attend_ggml_avx2(&a->job, task, a->sgemm);
+    else
+        ggr_attend_ggml_ref(&a->job, task, a->sgemm);
+}
+
 int ggr_attention(const float *q, const float *k_cache, const float *v_cache, int64_t n_tokens,
                   int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t n_ctx, int64_t pos0,
-                  float scale, int64_t window, float softcap, int f16, float *out) {
+                  float scale, int64_t window, float softcap, int mode, float *out) {
     if (n_tokens < 0 || n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head || head_dim <= 0 ||
-        head_dim > 1024 || pos0 < 0 || pos0 + n_tokens > n_ctx || window < 0)
+        head_dim > 1024 || pos0 < 0 || pos0 + n_tokens > n_ctx || window < 0 ||
+        mode < GGR_ATTN_F32 || mode > GGR_ATTN_GGML)
         return GGR_ERR_SHAPE;
-    attn_job j = {q,    k_cache, v_cache, n_head,  n_kv_head, head_dim, n_ctx,
-                  pos0, window,  scale,   softcap, f16,       out,      0};
-    ggr_pool_run(attend, &j, n_tokens * n_head);
-    return j.failed ? GGR_ERR_NOMEM : GGR_OK;
+    ggml_attn_task a = {{q, k_cache, v_cache, n_head, n_kv_head, head_dim, n_ctx, pos0, window,
+                         scale, softcap, mode, out, 0},
+                        mode == GGR_ATTN_GGML && n_tokens >= 2};
+    if (mode == GGR_ATTN_F32)
+        ggr_pool_run(attend, &a.job, n_tokens * n_head);
+    else
+        ggr_pool_run(attend_ggml, &a, n_tokens * n_head);
+    return a.job.failed ? GGR_ERR_NOMEM : GGR_OK;
 }

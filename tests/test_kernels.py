@@ -10,7 +10,8 @@ Why y differs from y_ref, and by how much at most (the bound every comparison us
    half precision for the legacy formats (relative error <= 2^-11, so 127 * |D - d_b| <=
    127 * 2^-11 * d_b), float32 for Q8_K (127 * 2^-20 * d_b covers 1 / (-127 / max)).
    So |x_j - x^_j| <= e_b = d_b * (1/2 + 127 * rel_b), and |sum_j w_j (x_j - x^_j)| <=
-   sum_b e_b * sum_{j in b} |w_j|.   F32 / F16 / BF16 weights see the float x: e_b = 0.
+   sum_b e_b * sum_{j in b} |w_j|.   F32 weights see the float x: e_j = 0; F16 and BF16 weights
+   see x rounded to half / bfloat16 (as in ggml): e_j = 2^-11 |x_j| (+ 2^-25) / 2^-8 |x_j|.
 2. **float32 arithmetic.** Block scales are applied in float32 and partial sums are added in
    float32 (the SIMD kernels in a different order than the scalar ones; the integer sums inside a
    block are exact in every kernel). gguf's decoder also rounds d * sc * q to float32. Recursive
@@ -69,7 +70,11 @@ def dequantized(w: QuantTensor) -> np.ndarray:
 # ---------------------------------------------------------------- the error bound
 def activation_error(qtype: T, x: np.ndarray) -> np.ndarray:
     """e (T, cols): the per-element bound on |x - x^| from the docstring, item 1."""
-    if qtype in FLOAT_TYPES:
+    if qtype == T.F16:
+        return np.abs(x.astype(np.float64)) * 2.0**-11 + 2.0**-25
+    if qtype == T.BF16:
+        return np.abs(x.astype(np.float64)) * 2.0**-8
+    if qtype == T.F32:
         return np.zeros_like(x, dtype=np.float64)
     block = 32 if qtype in LEGACY_TYPES else 256
     rel = 2.0**-11 if qtype in LEGACY_TYPES else 2.0**-20
@@ -206,6 +211,135 @@ def test_q8_K_activations_are_ggml_q8_K() -> None:
         np.testing.assert_array_equal(kernels.linear(x, w, isa=isa), expected)
 
 
+def q8_1_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ggml's Q8_1 rule, written out: per 32 values d = amax / 127 (float32), q =
+    round-half-even(x * (127 / amax)), D = half(d), s = half(d * sum(q)) from the unrounded d."""
+    xb = x.reshape(-1, 32)
+    amax = np.abs(xb).max(axis=1)
+    d = amax / np.float32(127)
+    q = np.rint(xb * (np.float32(127) / amax)[:, None])
+    s = (d * q.sum(axis=1).astype(np.float32)).astype(np.float16).astype(np.float32)
+    return d.astype(np.float16).astype(np.float32), q, s
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_1, T.Q5_1], ids=lambda t: t.name)
+def test_q8_1_activations_are_ggml_q8_1(qtype: T) -> None:
+    """Row b has d = 0 and m = 1 in block b only, so y_b = m * s_b = s_b exactly: ggml's
+    s = half(d * sum(q)) with the unrounded d. The rule this replaced, D * sum(q) with the
+    half-precision D, gives other values for these blocks (checked, so the test can fail)."""
+    lay = formats.layout(qtype)
+    nb = 4
+    blocks = np.zeros((nb, nb, lay.block_bytes), dtype=np.uint8)
+    m_at = lay.offsets()["m"]
+    for b in range(nb):
+        blocks[b, b, m_at : m_at + 2] = np.array([1.0], dtype=np.float16).view(np.uint8)
+    w = QuantTensor(qtype, (nb, 32 * nb), blocks.reshape(nb, -1))
+    x = np.random.default_rng(11).standard_normal(32 * nb).astype(np.float32)
+    d, q, s = q8_1_reference(x)
+    old_rule = d * q.sum(axis=1)
+    assert (old_rule != s).any()
+    for isa in ISAS:
+        np.testing.assert_array_equal(kernels.linear(x, w, isa=isa), s, err_msg=isa)
+
+
+def test_q4_1_one_hot_reads_q8_1_quants() -> None:
+    """One-hot Q4_1 rows (d = 1, m = 0, one quant = 1): y_e = D * q_e, the Q8_1 quants."""
+    cols = 64
+    blocks = np.zeros((cols, cols // 32, 20), dtype=np.uint8)
+    blocks[:, :, 0:2] = np.array([1.0], dtype=np.float16).view(np.uint8)
+    for e in range(cols):
+        j = e % 32
+        blocks[e, e // 32, 4 + j % 16] = 1 if j < 16 else 0x10
+    w = QuantTensor(T.Q4_1, (cols, cols), blocks.reshape(cols, -1))
+    x = np.random.default_rng(12).standard_normal(cols).astype(np.float32)
+    x[:4] = [127.0, 2.5, -3.5, 0.5]  # ties round half to even
+    d, q, _ = q8_1_reference(x)
+    for isa in ISAS:
+        np.testing.assert_array_equal(kernels.linear(x, w, isa=isa), (d[:, None] * q).reshape(-1))
+
+
+def identity_weight(qtype: T, n: int) -> QuantTensor:
+    eye = np.eye(n, dtype=np.float32)
+    raw = (
+        eye.astype(np.float16).view(np.uint8)
+        if qtype == T.F16
+        else ((eye.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8))
+    )
+    return QuantTensor(qtype, (n, n), np.ascontiguousarray(raw).reshape(n, -1))
+
+
+def test_f16_weights_see_half_precision_activations() -> None:
+    """ggml converts the activations of an F16 matmul to half (round to nearest even):
+    an identity F16 weight returns half(x), ties included, subnormal halves too."""
+    x = np.random.default_rng(13).standard_normal(64).astype(np.float32)
+    x[:6] = [1 + 2.0**-11, 1 + 3 * 2.0**-11, -(2 + 2.0**-10), 3e-6, 65504.0, 1 / 3]
+    expected = np.array([1.0, 1 + 2.0**-9, -2.0, 2.0**-24 * 50, 65504.0], dtype=np.float32)
+    w = identity_weight(T.F16, 64)
+    for isa in ISAS:
+        y = kernels.linear(x, w, isa=isa)
+        np.testing.assert_array_equal(y, x.astype(np.float16).astype(np.float32), err_msg=isa)
+        np.testing.assert_array_equal(y[:5], expected)
+
+
+def test_bf16_weights_see_bfloat16_activations() -> None:
+    """... and to bfloat16 for BF16 weights: the top 16 bits, rounded to nearest even."""
+    x = np.random.default_rng(14).standard_normal(64).astype(np.float32)
+    x[:4] = [1 + 2.0**-8, 1 + 3 * 2.0**-8, -(1 + 2.0**-8 + 2.0**-20), 1 / 3]
+    expected = np.array([1.0, 1 + 2.0**-6, -(1 + 2.0**-7), 0.333984375], dtype=np.float32)
+    bits = x.view(np.uint32).astype(np.uint64)
+    rne = (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+    w = identity_weight(T.BF16, 64)
+    for isa in ISAS:
+        y = kernels.linear(x, w, isa=isa)
+        np.testing.assert_array_equal(y, rne, err_msg=isa)
+        np.testing.assert_array_equal(y[:4], expected)
+
+
+def hsum8(v: np.ndarray) -> np.ndarray:
+    """(..., 8) float32 -> (...): lanes l + l+4, then (0 + 2) + (1 + 3), as ggml's hsum_float_8."""
+    h = v[..., 4:] + v[..., :4]
+    return (h[..., 0] + h[..., 2]) + (h[..., 1] + h[..., 3])
+
+
+def ggml_legacy_dot(qtype: T, w: QuantTensor, x: np.ndarray) -> np.ndarray:
+    """ggml's x86 Q4_0 / Q5_0 / Q8_0 dot, one float rounding at a time: per block, 8 int32
+    lanes of 4 products (q - offset) * qx; acc = fma(D_w * D_x, lane, acc) block after block;
+    then hsum8. (The fma is exact in float64 here: lanes and scales are small.)"""
+    d_x, q_x = q8_blocks(x)  # (T, nb), (T, nb, 32)
+    nb = w.shape[1] // 32
+    d_w = w.data.reshape(w.shape[0], nb, -1)[:, :, 0:2].copy().view(np.float16)[..., 0]
+    q_w = np.rint(dequantized(w).reshape(w.shape[0], nb, 32) / d_w.astype(np.float64)[..., None])
+    prod = q_x[:, None, :, :] * q_w[None, :, :, :]  # (T, rows, nb, 32)
+    lanes = prod.reshape(*prod.shape[:3], 8, 4).sum(-1)  # (T, rows, nb, 8)
+    d = d_w.astype(np.float32)[None, :, :] * d_x[:, None, :]  # (T, rows, nb) float32
+    acc = np.zeros(lanes.shape[:2] + (8,), dtype=np.float32)
+    for b in range(nb):
+        acc = (d[:, :, b, None].astype(np.float64) * lanes[:, :, b] + acc).astype(np.float32)
+    return hsum8(acc)
+
+
+def q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's Q8_0 activation blocks: D (T, nb) float32 (half-rounded), q (T, nb, 32)."""
+    xb = x.reshape(x.shape[0], -1, 32)
+    amax = np.abs(xb).max(axis=-1)
+    q = np.rint(xb * (np.float32(127) / amax)[..., None])
+    return (amax / np.float32(127)).astype(np.float16).astype(np.float32), q
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q5_0, T.Q8_0], ids=lambda t: t.name)
+def test_simd_legacy_dots_add_in_ggml_order(qtype: T) -> None:
+    """The SIMD Q4_0 / Q5_0 / Q8_0 kernels round exactly where ggml's do (so llama.cpp's
+    outputs are reproduced bit for bit); the scalar reference adds in another order."""
+    rng = np.random.default_rng(300 + int(qtype))
+    w = random_weight(qtype, 37, 320, rng)
+    x = rng.standard_normal((5, 320)).astype(np.float32)
+    expected = ggml_legacy_dot(qtype, w, x)
+    for isa in ISAS[1:]:
+        np.testing.assert_array_equal(kernels.linear(x, w, isa=isa), expected, err_msg=isa)
+        np.testing.assert_array_equal(kernels.linear(x[2], w, isa=isa), expected[2])
+    assert (kernels.linear(x, w, isa="scalar") != expected).any()
+
+
 # ---------------------------------------------------------------- threads and ISA control
 def test_thread_count_does_not_change_results() -> None:
     """Each output is one dot call whatever the split, so results are bit-identical."""
@@ -247,6 +381,22 @@ def test_out_parameter_is_filled() -> None:
     out = np.full((2, 10), np.nan, dtype=np.float32)
     assert kernels.linear(x, w, out=out) is out
     np.testing.assert_array_equal(out, kernels.linear(x, w))
+
+
+def test_weight_checks_are_remembered_per_object() -> None:
+    """linear() checks a weight once and keeps its pointer while the weight lives; a new weight
+    (even at a recycled id) is checked and read afresh, and a dead one leaves the cache."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    for _ in range(3):  # each loop's weight dies before the next is made: ids get reused
+        w = random_weight(T.Q8_0, 5, 64, rng)
+        y = kernels.linear(x, w)
+        assert_within_bound(T.Q8_0, x, w, y)  # a stale pointer would read another weight
+        np.testing.assert_array_equal(kernels.linear(x, w), y)  # the cached path
+        assert id(w) in kernels._WEIGHT_ARGS
+        key = id(w)
+        del w
+        assert key not in kernels._WEIGHT_ARGS
 
 
 # ---------------------------------------------------------------- bad inputs

@@ -70,11 +70,16 @@ def build_in_place(verbose: bool = False) -> Path:
     # Use the file name `pip install -e .` gives the extension (cffi builds it for the stable
     # ABI), and remove other builds: importlib prefers `.cpython-311-...so` over `.abi3.so`,
     # so a stale development build would otherwise shadow a fresh install.
+    # Copy next to the target, then rename: a process that has the old build loaded keeps its
+    # (unlinked) file, where overwriting it in place would crash that process.
     package = ROOT / "pysrc" / "ggufref"
-    for old in package.glob("_kernels*.so"):
-        old.unlink()
     target = package / "_kernels.abi3.so"
-    shutil.copy2(built, target)
+    for old in package.glob("_kernels*.so"):
+        if old != target:
+            old.unlink()
+    staging = package / f"._kernels.{os.getpid()}.tmp"
+    shutil.copy2(built, staging)
+    os.replace(staging, target)
     return target
 
 

@@ -8,6 +8,7 @@ Prefill is a matmul over many tokens, where arithmetic dominates: report GFLOP/s
 weight per token).
 
     python3 -m ggufref.bench_kernels [--model FILE.gguf] [--threads 1 2] [--json] [--quick]
+    python3 -m ggufref.bench_kernels --overhead     # Python's cost per call of the small ops
 """
 
 from __future__ import annotations
@@ -198,13 +199,51 @@ def run(
     return report
 
 
+def call_overhead(reps: int = 20000) -> dict[str, float]:
+    """Microseconds per call of each op the decode loop makes ~10 times per layer, on shapes so
+    small that the C work is negligible: what is left is Python (checks, cffi pointers)."""
+    r = np.random.default_rng(0)
+    x = r.standard_normal(32).astype(np.float32)
+    out = np.empty_like(x)
+    ones = np.ones(32, dtype=np.float32)
+    xr = r.standard_normal((1, 1, 32)).astype(np.float32)
+    pos = np.zeros(1, dtype=np.int32)
+    cache = r.standard_normal((1, 4, 32)).astype(np.float16).astype(np.float32)
+    att = np.empty_like(xr)
+    w = random_weight(T.Q8_0, 1, 32)
+    y = np.empty(1, dtype=np.float32)
+    calls: dict[str, Callable[[], Any]] = {
+        "rms_norm (32,)": lambda: kernels.rms_norm(x, ones, 1e-6, out=out),
+        "rope (1, 1, 32)": lambda: kernels.rope(xr, pos, 1e4, True),
+        "gelu_tanh_mul (32,)": lambda: kernels.gelu_tanh_mul(x, x, out=out),
+        "silu_mul (32,)": lambda: kernels.silu_mul(x, x, out=out),
+        "attention f16 (1, 1, 32), 1 key": lambda: kernels.attention(
+            xr, cache, cache, 0, 1, 1.0, out=att, f16=True
+        ),
+        "linear Q8_0 (1, 32)": lambda: kernels.linear(x, w, out=y),
+    }
+    result = {}
+    for name, fn in calls.items():
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        result[name] = 1e6 * (time.perf_counter() - t0) / reps
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python3 -m ggufref.bench_kernels", description=__doc__)
     p.add_argument("--model", help="also benchmark this GGUF file's tensors")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="default model's formats, two shapes")
+    p.add_argument("--overhead", action="store_true", help="only the per-call cost of tiny ops")
     a = p.parse_args(argv)
+    if a.overhead:
+        for name, us in call_overhead().items():
+            print(f"{name:34s} {us:6.2f} us/call")
+        return
     run(tuple(a.threads), a.json, a.model, quick=a.quick)
 
 

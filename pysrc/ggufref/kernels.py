@@ -1,10 +1,12 @@
 """Stage 5: the native kernels, seen from Python.
 
 ``linear(x, W)`` computes ``x @ W.T`` for a weight kept in its GGUF blocks (a ``QuantTensor``):
-the C side (csrc/, built by ``_kernels_build.py``) quantizes each row of ``x`` to 8 bits once
-(Q8_0-style blocks of 32 for the legacy formats, Q8_K blocks of 256 for the K-quants; F32, F16
-and BF16 weights meet the float activations directly), then computes integer dot products with
-SIMD kernels chosen at run time for this CPU, on a persistent thread pool.
+the C side (csrc/, built by ``_kernels_build.py``) converts each row of ``x`` once to what
+ggml's CPU backend multiplies that format with (its vec_dot_type): 8-bit Q8_0 blocks of 32 for
+Q4_0 / Q5_0 / Q8_0, Q8_1 (Q8_0 plus s = half(d * sum q)) for Q4_1 / Q5_1, Q8_K blocks of 256
+for the K-quants, half precision for F16 weights, bfloat16 for BF16, float32 for F32; then it
+computes the dot products with SIMD kernels chosen at run time for this CPU, on a persistent
+thread pool. The rounding rules are ggml's bit for bit (tests/test_kernels.py pins them).
 
 Every shape, dtype and byte size is checked here, before C sees a pointer: C trusts its inputs.
 
@@ -13,6 +15,7 @@ Legend: T = n_tokens, rows = out_features, cols = in_features.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Protocol
 
 import numpy as np
@@ -96,6 +99,32 @@ def _check_weight(w: _Weight) -> tuple[int, int]:
     return rows, cols
 
 
+# A decode step calls linear() ~100 times with the same weights: remember each weight's checked
+# shape and its cffi pointer (keyed by id, guarded by a weak reference so a new object that
+# reuses a dead one's id is never mistaken for it). QuantTensor is frozen: its data never changes.
+_WEIGHT_ARGS: dict[int, tuple[weakref.ref[Any], tuple[int, int, int, Any]]] = {}
+
+
+def _weight_args(w: _Weight) -> tuple[int, int, int, Any]:
+    """(qtype, rows, cols, pointer to the blocks) of a checked weight."""
+    key = id(w)
+    hit = _WEIGHT_ARGS.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    rows, cols = _check_weight(w)
+    args = (int(w.qtype), rows, cols, ffi.from_buffer("uint8_t[]", w.data))
+
+    def forget(_: object) -> None:
+        _WEIGHT_ARGS.pop(key, None)
+
+    try:
+        ref = weakref.ref(w, forget)
+    except TypeError:  # not weak-referenceable: check it every time
+        return args
+    _WEIGHT_ARGS[key] = (ref, args)
+    return args
+
+
 # tag::linear[]
 def linear(
     x: np.ndarray, w: _Weight, out: np.ndarray | None = None, *, isa: str | None = None
@@ -108,7 +137,7 @@ def linear(
     isa: None/"auto" (best for this CPU), or "scalar" / "avx2" / "avx512" to pin the kernels
     returns float32 (T, rows), or (rows,) for a 1-D x
     """
-    rows, cols = _check_weight(w)
+    qtype, rows, cols, w_ptr = _weight_args(w)
     _f32("x", x)
     if x.ndim not in (1, 2) or x.shape[-1] != cols:
         raise ValueError(f"x has shape {x.shape}, weight {tuple(w.shape)} needs (n_tokens, {cols})")
@@ -121,16 +150,17 @@ def linear(
     if n_tokens == 0:
         return out
     status = lib.ggr_linear(
-        int(w.qtype),
-        ffi.from_buffer("uint8_t[]", w.data),
+        qtype,
+        w_ptr,
         rows,
         cols,
         ffi.from_buffer("float[]", x),
         n_tokens,
         ffi.from_buffer("float[]", out, require_writable=True),
-        _isa_code(isa),
+        -1 if isa is None else _isa_code(isa),
     )
-    _check(status, f"linear {formats.layout(w.qtype).name} {tuple(w.shape)}")
+    if status != lib.GGR_OK:
+        _check(status, f"linear {formats.layout(w.qtype).name} {tuple(w.shape)}")
     return out
 
 
@@ -275,6 +305,15 @@ def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) ->
     return out
 
 
+_ATTN_F32, _ATTN_GGML_DECODE, _ATTN_GGML = 0, 1, 2  # GGR_ATTN_* in csrc/ggufref_internal.h
+
+
+def _attention_mode(f16: bool, batch_invariant: bool) -> int:
+    if not f16:
+        return _ATTN_F32
+    return _ATTN_GGML_DECODE if batch_invariant else _ATTN_GGML
+
+
 # tag::attention[]
 def attention(
     q: np.ndarray,
@@ -287,6 +326,7 @@ def attention(
     softcap: float = 0.0,
     out: np.ndarray | None = None,
     f16: bool = False,
+    batch_invariant: bool = False,
 ) -> np.ndarray:
     """Causal softmax attention of n_tokens new queries over a float32 KV cache.
 
@@ -297,10 +337,15 @@ def attention(
     Token t attends to cache rows j <= pos0 + t (and j > pos0 + t - window if window > 0);
     scores are scale * q.k, capped as softcap * tanh(s / softcap) if softcap > 0;
     head h reads kv head h // (n_head // n_kv_head).
-    f16=True follows llama.cpp's default f16 KV cache (no flash attention): q is rounded to half
-    before q.k and the probabilities before p.V; store K and V rounded to half in the cache
+    f16=True reproduces llama.cpp's CPU attention with its default f16 KV cache (no flash
+    attention) operation by operation (csrc/attn_ggml.inc): q and the probabilities rounded to
+    half, ggml's vector expf, the softmax sum in double per 16 cells, and the summation order of
+    llama.cpp's F16 matmuls. Store K and V rounded to half in the cache
     (``.astype(np.float16).astype(np.float32)``) and, for Gemma, pre-scale q and pass scale=1
-    (llama.cpp scales q before the rounding).
+    (llama.cpp scales q before the rounding). llama.cpp adds in one order for a single query
+    token (decode) and in another for two or more (prefill), and so does f16=True;
+    batch_invariant=True uses the decode order for every token, so a token's output does not
+    depend on how many tokens share the call (the float32 path never does).
     """
     _f32("q", q)
     _f32("k_cache", k_cache)
@@ -324,7 +369,7 @@ def attention(
     out = _out("out", out, q.shape)
     status = lib.ggr_attention(
         _fp(q), _fp(k_cache), _fp(v_cache), n_tokens, n_head, n_kv, hd, n_ctx, pos0, scale,
-        window, softcap, int(f16), _fp(out),
+        window, softcap, _attention_mode(f16, batch_invariant), _fp(out),
     )  # fmt: skip
     _check(status, f"attention q {q.shape} cache {k_cache.shape}")
     return out
