@@ -56,6 +56,9 @@ class ModelConfig:
         n_head = f.get_int(f.arch_key("attention.head_count"))
         n_layer = f.get_int(f.arch_key("block_count"))
         head_dim = f.get_int(f.arch_key("attention.key_length"), n_embd // max(n_head, 1))
+        n_head_kv = f.get_int(f.arch_key("attention.head_count_kv"), n_head)
+        check_hyperparameters(str(f.path), n_head, n_head_kv, head_dim, n_layer, n_embd,
+                              f.get_int(f.arch_key("feed_forward_length")))
         n_vocab = f.array_len("tokenizer.ggml.tokens") or f.tensor("token_embd.weight").shape[0]
         window = f.get_int(f.arch_key("attention.sliding_window"), 0) if arch == "gemma3" else 0
         # gemma3: five sliding-window layers, then one global layer, repeating.
@@ -68,7 +71,7 @@ class ModelConfig:
             n_embd=n_embd,
             n_layer=n_layer,
             n_head=n_head,
-            n_head_kv=f.get_int(f.arch_key("attention.head_count_kv"), n_head),
+            n_head_kv=n_head_kv,
             head_dim=head_dim,
             head_dim_v=f.get_int(f.arch_key("attention.value_length"), head_dim),
             n_ff=f.get_int(f.arch_key("feed_forward_length")),
@@ -86,13 +89,22 @@ class ModelConfig:
         return cfg
 
     def validate(self, where: str) -> None:
-        checks = [
-            (self.n_head > 0 and self.n_head_kv > 0, "head counts must be > 0"),
-            (self.n_head % self.n_head_kv == 0, "head_count must be a multiple of head_count_kv"),
-            (self.head_dim % 2 == 0, "head dimension must be even for RoPE"),
-            (self.n_layer > 0 and self.n_embd > 0 and self.n_ff > 0, "sizes must be > 0"),
-        ]
-        for ok, what in checks:
-            if not ok:
-                raise ModelError(f"{where}: {what} (n_head={self.n_head}, "
-                                 f"n_head_kv={self.n_head_kv}, head_dim={self.head_dim})")
+        check_hyperparameters(where, self.n_head, self.n_head_kv, self.head_dim, self.n_layer,
+                              self.n_embd, self.n_ff)
+
+
+def check_hyperparameters(where: str, n_head: int, n_head_kv: int, head_dim: int, n_layer: int,
+                          n_embd: int, n_ff: int) -> None:
+    """Sizes that would divide by zero or index out of range later are refused here, in order
+    (each check may rely on the ones before it)."""
+    checks = [
+        (lambda: min(n_head, n_head_kv, head_dim) > 0, "head counts and head size must be > 0"),
+        (lambda: n_head % n_head_kv == 0, "head_count must be a multiple of head_count_kv"),
+        (lambda: head_dim % 2 == 0, "head dimension must be even for RoPE"),
+        (lambda: min(n_layer, n_embd, n_ff) > 0, "block_count, embedding and FFN sizes must be > 0"),
+    ]
+    for ok, what in checks:
+        if not ok():
+            raise ModelError(f"{where}: {what} (n_head={n_head}, n_head_kv={n_head_kv}, "
+                             f"head_dim={head_dim}, n_layer={n_layer}, n_embd={n_embd}, "
+                             f"n_ff={n_ff})")
