@@ -104,7 +104,8 @@ def test_greedy_tokens_match_llama_cpp(runs: dict, name: str, i: int) -> None:
     s = _first_divergence(case, gen.tokens)
     if s is not None:
         assert _allowed_divergence(case, s), (
-            f"diverged at step {s}: ours {gen.tokens[s : s + 5]}, llama.cpp {case['tokens'][s : s + 5]};"
+            f"diverged at step {s}: ours {gen.tokens[s : s + 5]}, "
+            f"llama.cpp {case['tokens'][s : s + 5]};"
             f" llama.cpp top-2 gap {case['top2_gap'][s]:.4f} > tie threshold "
             f"{max(1e-3, case['self_max_abs_diff']):.4f}"
         )

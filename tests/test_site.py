@@ -211,9 +211,9 @@ def delimited_blocks(text: str, fence: str) -> list[list[str]]:
 
 
 def test_no_pasted_code_longer_than_three_lines() -> None:
-    # Code longer than three lines must be an include:: of a tagged region of a tested file, or a
-    # listing the doc tests run: [source,python] or [source,c] without test=skip (docs/adoc_sybil.py;
-    # tests/test_docs.py checks the same rule without building the site).
+    # Code longer than three lines must be an include:: of a tagged region of a tested file, or
+    # a listing the doc tests run: [source,python] or [source,c] without test=skip
+    # (docs/adoc_sybil.py; tests/test_docs.py checks the same rule without building the site).
     bad = []
     for adoc in MODULE.rglob("*.adoc"):
         lines = adoc.read_text(encoding="utf-8").splitlines()

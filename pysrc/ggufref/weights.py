@@ -2,7 +2,8 @@
 
 Shape convention (said once, here): GGUF writes a tensor's dimensions as ``ne``, fastest-varying
 first, so a weight with ``in_features`` columns and ``out_features`` rows is ``ne = [in, out]``.
-numpy (and this project) writes shapes slowest-first: ``(rows, cols) = (out_features, in_features)``.
+numpy (and this project) writes shapes slowest-first:
+``(rows, cols) = (out_features, in_features)``.
 ``QuantTensor.shape`` is always the numpy order; each row is ``cols / block_elems`` blocks laid
 end to end, so a matvec ``y[o] = dot(W[o, :], x)`` walks one row's blocks in order.
 """
@@ -61,12 +62,16 @@ class QuantTensor:
 
     def dequantize_rows(self, start: int, stop: int) -> np.ndarray:
         """float32 (stop - start, cols): decode a few rows (an embedding lookup, a test)."""
-        return formats.dequantize(self.qtype, self.data[start:stop]).reshape(stop - start, self.cols)
+        return formats.dequantize(self.qtype, self.data[start:stop]).reshape(
+            stop - start, self.cols
+        )
 
     def dequantize(self) -> np.ndarray:
         """float32 (rows, cols) through the numpy reference decoder. For tests and small tensors:
         the engine itself never calls this on a weight matrix."""
         return self.dequantize_rows(0, self.rows)
+
+
 # end::quant_tensor[]
 
 
@@ -111,8 +116,15 @@ class MemoryPlan:
     kv_cache_bytes_f16: int  # the same cache at llama.cpp's default fp16
 
     @classmethod
-    def build(cls, tensors: dict[str, tuple[int, int]], n_layer: int, n_head_kv: int,
-              head_dim: int, head_dim_v: int, n_ctx: int) -> MemoryPlan:
+    def build(
+        cls,
+        tensors: dict[str, tuple[int, int]],
+        n_layer: int,
+        n_head_kv: int,
+        head_dim: int,
+        head_dim_v: int,
+        n_ctx: int,
+    ) -> MemoryPlan:
         """tensors: name -> (stored bytes, element count)."""
         groups = {g: GroupPlan(g) for g in GROUPS}
         for name, (nbytes, n_elems) in tensors.items():
@@ -121,8 +133,12 @@ class MemoryPlan:
             g.stored_bytes += nbytes
             g.fp32_bytes += 4 * n_elems
         per_pos = n_layer * n_head_kv * (head_dim + head_dim_v)
-        return cls([g for g in groups.values() if g.tensors], n_ctx, 4 * per_pos * n_ctx,
-                   2 * per_pos * n_ctx)
+        return cls(
+            [g for g in groups.values() if g.tensors],
+            n_ctx,
+            4 * per_pos * n_ctx,
+            2 * per_pos * n_ctx,
+        )
 
     @property
     def stored_total(self) -> int:
@@ -131,7 +147,8 @@ class MemoryPlan:
     @property
     def fp32_total(self) -> int:
         return sum(g.fp32_bytes for g in self.groups)
-# end::memory_plan[]
+
+    # end::memory_plan[]
 
     def as_dict(self) -> dict[str, object]:
         return {
