@@ -126,8 +126,9 @@ def test_hand_worked_q2_k() -> None:
     scales[0] = 0x21  # sub-block 0: scale 1 (low nibble), min 2 (high nibble)
     qs = np.zeros(64, np.uint8)
     qs[0] = 0b11  # crumb 0 of byte 0 -> weight 0 = 3
-    x = formats.dequantize(T.Q2_K, _block(T.Q2_K, scales=scales, qs=qs, d=np.float16(1.0),
-                                          dmin=np.float16(0.25)))
+    x = formats.dequantize(
+        T.Q2_K, _block(T.Q2_K, scales=scales, qs=qs, d=np.float16(1.0), dmin=np.float16(0.25))
+    )
     assert x[0] == 1.0 * 1 * 3 - 0.25 * 2 == 2.5
     assert x[1] == -0.5  # code 0 -> -dmin * m
     assert x[16] == 0.0  # sub-block 1 has scale 0 and min 0
@@ -143,8 +144,9 @@ def test_hand_worked_q4_k_including_packed_high_scale_bits() -> None:
     qs = np.zeros(128, np.uint8)
     qs[0] = 0x07  # chunk 0 low nibble: sub-block 0, weight 0 = 7
     qs[64] = 0x40  # chunk 2 high nibble: sub-block 5, weight 160 = 4
-    x = formats.dequantize(T.Q4_K, _block(T.Q4_K, d=np.float16(1.0), dmin=np.float16(0.5),
-                                          scales=scales, qs=qs))
+    x = formats.dequantize(
+        T.Q4_K, _block(T.Q4_K, d=np.float16(1.0), dmin=np.float16(0.5), scales=scales, qs=qs)
+    )
     sc5, m5 = 1 | (1 << 4), 2 | (2 << 4)  # 17 and 34
     assert x[0] == 1.0 * 3 * 7 - 0.5 * 2 == 20.0
     assert x[1] == -0.5 * 2 == -1.0
@@ -161,8 +163,7 @@ def test_hand_worked_q6_k() -> None:
     ql[0], qh[0] = 0x05, 0b10  # weight 0: 5 | (2 << 4) = 37 -> 37 - 32 = 5
     scales = np.zeros(16, np.int8)
     scales[0], scales[2] = 2, -1
-    x = formats.dequantize(T.Q6_K, _block(T.Q6_K, ql=ql, qh=qh, scales=scales,
-                                          d=np.float16(0.5)))
+    x = formats.dequantize(T.Q6_K, _block(T.Q6_K, ql=ql, qh=qh, scales=scales, d=np.float16(0.5)))
     assert x[0] == 0.5 * 2 * 5 == 5.0
     assert x[1] == 0.5 * 2 * -32 == -32.0  # sub-block 0, code 0
     assert x[32] == 0.5 * -1 * -32 == 16.0  # sub-block 2 (scale -1), code 0

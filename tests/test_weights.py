@@ -28,8 +28,14 @@ def test_tensor_groups() -> None:
 
 
 def test_memory_plan_by_hand() -> None:
-    plan = MemoryPlan.build({"token_embd.weight": (34, 32), "blk.0.ffn_up.weight": (144, 256)},
-                            n_layer=2, n_head_kv=1, head_dim=4, head_dim_v=4, n_ctx=10)
+    plan = MemoryPlan.build(
+        {"token_embd.weight": (34, 32), "blk.0.ffn_up.weight": (144, 256)},
+        n_layer=2,
+        n_head_kv=1,
+        head_dim=4,
+        head_dim_v=4,
+        n_ctx=10,
+    )
     assert plan.stored_total == 34 + 144
     assert plan.fp32_total == 4 * (32 + 256)
     assert plan.kv_cache_bytes == 4 * 2 * 1 * (4 + 4) * 10  # f32 * layers * heads * (k+v) * ctx

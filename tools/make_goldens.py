@@ -32,8 +32,12 @@ DEFAULT_PROMPTS = [
 ]
 # Longer than gemma3's 512-position sliding window, so the window mask is exercised.
 LONG_PROMPT = " ".join(f"Item {i} is a {['red', 'green', 'blue'][i % 3]} box." for i in range(90))
-SYNTH_PROMPTS = ["The quick brown fox", "Hello, world! How are you today?",
-                 "def build_vocab(kind):", "The capital of France is Paris; the capital of"]
+SYNTH_PROMPTS = [
+    "The quick brown fox",
+    "Hello, world! How are you today?",
+    "def build_vocab(kind):",
+    "The capital of France is Paris; the capital of",
+]
 
 
 def sha256(path: Path) -> str:
@@ -60,8 +64,14 @@ def greedy(llm, prompt: str, n: int, eog: set[int]) -> dict:
             break
         tokens.append(tok)
         llm.eval([tok])
-    return {"prompt": prompt, "prompt_ids": list(ids), "tokens": tokens, "top5": top5,
-            "top2_gap": gaps, **self_variation(llm, list(ids), tokens)}
+    return {
+        "prompt": prompt,
+        "prompt_ids": list(ids),
+        "tokens": tokens,
+        "top5": top5,
+        "top2_gap": gaps,
+        **self_variation(llm, list(ids), tokens),
+    }
 
 
 def self_variation(llm, ids: list[int], tokens: list[int]) -> dict:
@@ -77,8 +87,10 @@ def self_variation(llm, ids: list[int], tokens: list[int]) -> dict:
         llm.eval([t])
     single = np.array(llm.scores[len(ids) - 1 : len(seq)], dtype=np.float32)
     flips = [int(s) for s in np.nonzero(batch.argmax(1) != single.argmax(1))[0]]
-    return {"self_max_abs_diff": round(float(np.abs(batch - single).max()), 5),
-            "self_flip_steps": flips}
+    return {
+        "self_max_abs_diff": round(float(np.abs(batch - single).max()), 5),
+        "self_flip_steps": flips,
+    }
 
 
 def record(name: str, path: Path, prompts: list[tuple[str, int]], file_sha: str) -> None:
@@ -87,11 +99,17 @@ def record(name: str, path: Path, prompts: list[tuple[str, int]], file_sha: str)
     from ggufref.tokenizer import Tokenizer
 
     eog = set(Tokenizer.from_gguf(path).eot_ids)
-    llm = llama_cpp.Llama(str(path), n_ctx=N_CTX, n_threads=2, n_batch=N_CTX, logits_all=True,
-                          verbose=False, seed=0)
+    llm = llama_cpp.Llama(
+        str(path), n_ctx=N_CTX, n_threads=2, n_batch=N_CTX, logits_all=True, verbose=False, seed=0
+    )
     cases = [greedy(llm, p, n, eog) for p, n in prompts]
-    golden = {"model": name, "file_sha256": file_sha, "n_ctx": N_CTX,
-              "llama_cpp_python": llama_cpp.__version__, "cases": cases}
+    golden = {
+        "model": name,
+        "file_sha256": file_sha,
+        "n_ctx": N_CTX,
+        "llama_cpp_python": llama_cpp.__version__,
+        "cases": cases,
+    }
     out = OUT / f"parity_{name}.json"
     out.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
     print(f"{out.relative_to(ROOT)}: {len(cases)} prompts")
@@ -108,8 +126,9 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "default"):
         path = resolve_model(None)
-        record("default", path, [(p, 32) for p in DEFAULT_PROMPTS] + [(LONG_PROMPT, 8)],
-               sha256(path))
+        record(
+            "default", path, [(p, 32) for p in DEFAULT_PROMPTS] + [(LONG_PROMPT, 8)], sha256(path)
+        )
     with tempfile.TemporaryDirectory() as tmp:
         for arch in ("llama", "qwen2", "qwen3", "gemma3"):
             if args.only not in (None, arch):

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 SHORT_PROMPT = "The capital of France is"
-FILLER = ("The weights stay quantized in their blocks, and every matrix is read row by row. "
-          "A token becomes a vector, the vector passes through the layers, and logits come out. ")
+FILLER = (
+    "The weights stay quantized in their blocks, and every matrix is read row by row. "
+    "A token becomes a vector, the vector passes through the layers, and logits come out. "
+)
 
 
 def peak_rss_mb() -> float:
@@ -45,8 +47,9 @@ def decode_weight_bytes(path: str) -> int:
     from ggufref.gguf_file import open_gguf
 
     f = open_gguf(path)
-    total = sum(t.nbytes for t in f.tensors.values() if len(t.shape) == 2
-                and t.name != "token_embd.weight")
+    total = sum(
+        t.nbytes for t in f.tensors.values() if len(t.shape) == 2 and t.name != "token_embd.weight"
+    )
     # token_embd: one row for the lookup, the whole matrix again when it is the tied output
     embd = f.tensors["token_embd.weight"]
     return total + (embd.nbytes if "output.weight" not in f.tensors else 0)
@@ -71,16 +74,28 @@ def _work_ggufref(path: str, a: dict[str, Any]) -> dict[str, Any]:
         g = e.generate(ids, a["gen_tokens"], stop_ids=set())
         prefill.append(g.timings.prefill_tok_s)
         decode.append(g.timings.decode_tok_s)
-    return {"load_s": load_s, "ttft_s": ttft, "prefill": prefill, "decode": decode,
-            "isa": kernels.current_isa(), "threads": kernels.get_threads()}
+    return {
+        "load_s": load_s,
+        "ttft_s": ttft,
+        "prefill": prefill,
+        "decode": decode,
+        "isa": kernels.current_isa(),
+        "threads": kernels.get_threads(),
+    }
 
 
 def _work_llama_cpp(path: str, a: dict[str, Any]) -> dict[str, Any]:
     import llama_cpp
 
     t0 = time.perf_counter()
-    llm = llama_cpp.Llama(path, n_ctx=a["ctx"], n_threads=a["threads"],
-                          n_threads_batch=a["threads"], n_batch=512, verbose=False)
+    llm = llama_cpp.Llama(
+        path,
+        n_ctx=a["ctx"],
+        n_threads=a["threads"],
+        n_threads_batch=a["threads"],
+        n_batch=512,
+        verbose=False,
+    )
     load_s = time.perf_counter() - t0
     n_vocab = llm.n_vocab()
 
@@ -105,8 +120,13 @@ def _work_llama_cpp(path: str, a: dict[str, Any]) -> dict[str, Any]:
             llm.eval([tok])
             tok = int(last_logits().argmax())
         decode.append((a["gen_tokens"] - 1) / (time.perf_counter() - t))
-    return {"load_s": load_s, "ttft_s": ttft, "prefill": prefill, "decode": decode,
-            "version": llama_cpp.__version__}
+    return {
+        "load_s": load_s,
+        "ttft_s": ttft,
+        "prefill": prefill,
+        "decode": decode,
+        "version": llama_cpp.__version__,
+    }
 
 
 def worker(engine: str, path: str, args: dict[str, Any]) -> None:
@@ -120,8 +140,11 @@ def worker(engine: str, path: str, args: dict[str, Any]) -> None:
 
 
 def _spread(xs: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(xs), 2), "min": round(min(xs), 2),
-            "max": round(max(xs), 2)}
+    return {
+        "median": round(statistics.median(xs), 2),
+        "min": round(min(xs), 2),
+        "max": round(max(xs), 2),
+    }
 
 
 def run_engine(engine: str, path: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -131,10 +154,14 @@ def run_engine(engine: str, path: str, args: dict[str, Any]) -> dict[str, Any]:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"{engine} benchmark failed: {tail}")
     raw = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"load_s": round(raw["load_s"], 3), "ttft_s": round(raw["ttft_s"], 3),
-            "prefill_tok_s": _spread(raw["prefill"]), "decode_tok_s": _spread(raw["decode"]),
-            "peak_rss_mb": round(raw["peak_rss_mb"], 1),
-            **{k: raw[k] for k in ("isa", "version") if k in raw}}
+    return {
+        "load_s": round(raw["load_s"], 3),
+        "ttft_s": round(raw["ttft_s"], 3),
+        "prefill_tok_s": _spread(raw["prefill"]),
+        "decode_tok_s": _spread(raw["decode"]),
+        "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        **{k: raw[k] for k in ("isa", "version") if k in raw},
+    }
 
 
 def llama_cpp_available() -> bool:
@@ -170,14 +197,32 @@ def stream_read_gb_s(threads: int) -> float:
     return round(max(kernels.stream_read(buf) for _ in range(3)), 2)
 
 
-def benchmark(path: str, threads: int, prompt_tokens: int, gen_tokens: int, repeat: int,
-              ctx: int, compare: bool) -> dict[str, Any]:
-    args = {"threads": threads, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens,
-            "repeat": repeat, "ctx": ctx}
+def benchmark(
+    path: str,
+    threads: int,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeat: int,
+    ctx: int,
+    compare: bool,
+) -> dict[str, Any]:
+    args = {
+        "threads": threads,
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": gen_tokens,
+        "repeat": repeat,
+        "ctx": ctx,
+    }
     result: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": os.path.basename(path),
-        "threads": threads, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens,
-        "repeat": repeat, "ctx": ctx, "stream_read_gb_s": stream_read_gb_s(threads),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "model": os.path.basename(path),
+        "threads": threads,
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": gen_tokens,
+        "repeat": repeat,
+        "ctx": ctx,
+        "stream_read_gb_s": stream_read_gb_s(threads),
         "engines": {},
     }
     weight_bytes = decode_weight_bytes(path)
@@ -199,22 +244,29 @@ def benchmark(path: str, threads: int, prompt_tokens: int, gen_tokens: int, repe
 
 def table(r: dict[str, Any]) -> str:
     names = list(r["engines"])
-    rows = [("load (s)", lambda e: f"{e['load_s']:.2f}"),
-            ("first token, load included (s)", lambda e: f"{e['ttft_s']:.2f}"),
-            (f"prefill {r['prompt_tokens']} tok (tok/s)", lambda e: _fmt(e["prefill_tok_s"])),
-            (f"decode {r['gen_tokens']} tok (tok/s)", lambda e: _fmt(e["decode_tok_s"])),
-            ("peak RSS (MiB)", lambda e: f"{e['peak_rss_mb']:.0f}"),
-            ("decode weight reads (GB/s)", lambda e: f"{e['decode_weight_gb_s']:.1f}")]
+    rows = [
+        ("load (s)", lambda e: f"{e['load_s']:.2f}"),
+        ("first token, load included (s)", lambda e: f"{e['ttft_s']:.2f}"),
+        (f"prefill {r['prompt_tokens']} tok (tok/s)", lambda e: _fmt(e["prefill_tok_s"])),
+        (f"decode {r['gen_tokens']} tok (tok/s)", lambda e: _fmt(e["decode_tok_s"])),
+        ("peak RSS (MiB)", lambda e: f"{e['peak_rss_mb']:.0f}"),
+        ("decode weight reads (GB/s)", lambda e: f"{e['decode_weight_gb_s']:.1f}"),
+    ]
     head = f"{'':34}" + "".join(f"{n:>24}" for n in names)
-    lines = [f"{r['model']}, {r['threads']} threads, n_ctx {r['ctx']}, {r['repeat']} repeats; "
-             f"streaming read {r['stream_read_gb_s']} GB/s", head]
+    lines = [
+        f"{r['model']}, {r['threads']} threads, n_ctx {r['ctx']}, {r['repeat']} repeats; "
+        f"streaming read {r['stream_read_gb_s']} GB/s",
+        head,
+    ]
     for label, fmt in rows:
         lines.append(f"{label:34}" + "".join(f"{fmt(r['engines'][n]):>24}" for n in names))
     if "ratios" in r:
         q = r["ratios"]
-        lines.append(f"ratios ggufref / llama.cpp: prefill {q['prefill']:.2f}x, decode "
-                     f"{q['decode']:.2f}x, peak RSS {q['peak_rss']:.2f}x, first token "
-                     f"{q['ttft']:.2f}x")
+        lines.append(
+            f"ratios ggufref / llama.cpp: prefill {q['prefill']:.2f}x, decode "
+            f"{q['decode']:.2f}x, peak RSS {q['peak_rss']:.2f}x, first token "
+            f"{q['ttft']:.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -251,12 +303,15 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
             finally:
                 spent[name] += time.perf_counter() - t
                 calls[name] += 1
+
         return wrapper
 
     e = Engine(path, n_ctx=ctx, threads=threads, progress=False)
     output = e.model.output
-    originals = {n: getattr(FastOps, n) for n in
-                 ("rms_norm", "rope", "attention", "gelu_mul", "silu_mul", "linear")}
+    originals = {
+        n: getattr(FastOps, n)
+        for n in ("rms_norm", "rope", "attention", "gelu_mul", "silu_mul", "linear")
+    }
     for name, fn in originals.items():
         if name != "linear":
             setattr(FastOps, name, staticmethod(timed(name, fn)))
@@ -276,15 +331,20 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
     g = e.generate(ids, n_tokens, stop_ids=set())
     total = time.perf_counter() - t - g.timings.prefill_s
     steps = max(1, g.timings.decode_tokens)
-    lines = [f"decode profile: {steps} tokens, {1000 * total / steps:.2f} ms/token, "
-             f"{steps / total:.1f} tok/s", f"{'operation':<22}{'ms/token':>10}{'share':>8}"
-             f"{'calls/token':>13}"]
+    lines = [
+        f"decode profile: {steps} tokens, {1000 * total / steps:.2f} ms/token, "
+        f"{steps / total:.1f} tok/s",
+        f"{'operation':<22}{'ms/token':>10}{'share':>8}{'calls/token':>13}",
+    ]
     for name, s in sorted(spent.items(), key=lambda kv: -kv[1]):
-        lines.append(f"{name:<22}{1000 * s / steps:>10.3f}{100 * s / total:>7.1f}%"
-                     f"{calls[name] / steps:>13.1f}")
+        lines.append(
+            f"{name:<22}{1000 * s / steps:>10.3f}{100 * s / total:>7.1f}%"
+            f"{calls[name] / steps:>13.1f}"
+        )
     for name, fn in originals.items():
         setattr(FastOps, name, staticmethod(fn))
     other = total - sum(spent.values())
-    lines.append(f"{'python + sampling':<22}{1000 * other / steps:>10.3f}"
-                 f"{100 * other / total:>7.1f}%")
+    lines.append(
+        f"{'python + sampling':<22}{1000 * other / steps:>10.3f}{100 * other / total:>7.1f}%"
+    )
     return "\n".join(lines)

@@ -43,10 +43,14 @@ class Timings:
         return self.decode_tokens / self.decode_s if self.decode_s else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"load_s": round(self.load_s, 4), "prefill_tok_s": round(self.prefill_tok_s, 2),
-                "decode_tok_s": round(self.decode_tok_s, 2),
-                "first_token_s": round(self.first_token_s, 4),
-                "prefill_tokens": self.prefill_tokens, "decode_tokens": self.decode_tokens}
+        return {
+            "load_s": round(self.load_s, 4),
+            "prefill_tok_s": round(self.prefill_tok_s, 2),
+            "decode_tok_s": round(self.decode_tok_s, 2),
+            "first_token_s": round(self.first_token_s, 4),
+            "prefill_tokens": self.prefill_tokens,
+            "decode_tokens": self.decode_tokens,
+        }
 
 
 @dataclass
@@ -67,8 +71,13 @@ def tokenizer_metadata(f: GGUFFile) -> dict[str, object]:
 class Engine:
     """A model ready to generate: weights mapped, tokenizer built, KV cache allocated."""
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, n_ctx: int | None = None,
-                 threads: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        n_ctx: int | None = None,
+        threads: int | None = None,
+        progress: bool = True,
+    ):
         t0 = time.perf_counter()
         self.path: Path = resolve_model(model, progress=progress)
         self.file = open_gguf(self.path)
@@ -88,18 +97,24 @@ class Engine:
     def n_ctx(self) -> int:
         return self.model.n_ctx
 
-    def encode(self, text: str, add_bos: bool | None = None, parse_special: bool = False) -> list[int]:
+    def encode(
+        self, text: str, add_bos: bool | None = None, parse_special: bool = False
+    ) -> list[int]:
         return self.tokenizer.encode(text, add_bos=add_bos, parse_special=parse_special)
 
     def check_fits(self, n_prompt: int, max_tokens: int) -> None:
         if n_prompt == 0:
             raise ModelError("the prompt is empty (no tokens to start from)")
         if n_prompt >= self.n_ctx:
-            raise ModelError(f"the prompt has {n_prompt} tokens but the context holds "
-                             f"{self.n_ctx}; use a shorter prompt or a larger --ctx")
+            raise ModelError(
+                f"the prompt has {n_prompt} tokens but the context holds "
+                f"{self.n_ctx}; use a shorter prompt or a larger --ctx"
+            )
         if n_prompt + max_tokens > self.n_ctx:
-            raise ModelError(f"{n_prompt} prompt tokens + {max_tokens} to generate exceed the "
-                             f"context of {self.n_ctx}; lower -n or raise --ctx")
+            raise ModelError(
+                f"{n_prompt} prompt tokens + {max_tokens} to generate exceed the "
+                f"context of {self.n_ctx}; lower -n or raise --ctx"
+            )
 
     def reset(self) -> None:
         """Forget the cached conversation: the next prompt is prefilled from position 0."""
@@ -121,10 +136,16 @@ class Engine:
         return logits[-1], len(ids) - keep
 
     # tag::generate_loop[]
-    def generate(self, prompt_ids: list[int], max_tokens: int = 32,
-                 sampler: SamplerConfig = GREEDY, stop_ids: Iterable[int] | None = None,
-                 stop_strings: Iterable[str] = (), on_text: Callable[[str], None] | None = None,
-                 top_logits: int = 0) -> Generation:
+    def generate(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int = 32,
+        sampler: SamplerConfig = GREEDY,
+        stop_ids: Iterable[int] | None = None,
+        stop_strings: Iterable[str] = (),
+        on_text: Callable[[str], None] | None = None,
+        top_logits: int = 0,
+    ) -> Generation:
         self.file.check_unchanged()  # a file truncated under the map would SIGBUS below
         self.check_fits(len(prompt_ids), max_tokens)
         stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
@@ -167,11 +188,18 @@ class Engine:
             on_text(tail)
         out.timings.decode_s = time.perf_counter() - t_dec
         return out
+
     # end::generate_loop[]
 
-    def complete(self, prompt: str, *, max_tokens: int, stop: list[str],
-                 on_text: Callable[[str], None] | None = None,
-                 sampler: SamplerConfig = GREEDY) -> str:
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        stop: list[str],
+        on_text: Callable[[str], None] | None = None,
+        sampler: SamplerConfig = GREEDY,
+    ) -> str:
         """Text in, text out (the agent loop's Completer): special tokens in `prompt` are parsed,
         and no BOS is added when the rendered template already starts with it."""
         bos = self.tokenizer.bos_id
@@ -181,8 +209,7 @@ class Engine:
         room = self.n_ctx - len(ids)
         if room <= 0:
             self.check_fits(len(ids), 1)
-        gen = self.generate(ids, min(max_tokens, room), sampler, stop_strings=stop,
-                            on_text=on_text)
+        gen = self.generate(ids, min(max_tokens, room), sampler, stop_strings=stop, on_text=on_text)
         text = gen.text
         for s in stop:
             if s in text:

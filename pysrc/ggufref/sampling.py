@@ -40,6 +40,8 @@ def apply_repeat_penalty(logits: np.ndarray, recent: list[int], penalty: float) 
     seen = out[ids]
     out[ids] = np.where(seen > 0, seen / penalty, seen * penalty)
     return out
+
+
 # end::penalty[]
 
 
@@ -61,6 +63,8 @@ def candidates(logits: np.ndarray, cfg: SamplerConfig) -> tuple[np.ndarray, np.n
     z = z / cfg.temperature
     p = np.exp(z - z.max())
     return order, p / p.sum()
+
+
 # end::filters[]
 
 

@@ -12,20 +12,33 @@ from ggufref.errors import ModelError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark end to end (or the kernels) against llama.cpp")
-    p.add_argument("what", nargs="?", choices=("model", "kernels"), default="model",
-                   help="model: end to end (default); kernels: matvec/matmul per format")
+    p.add_argument(
+        "what",
+        nargs="?",
+        choices=("model", "kernels"),
+        default="model",
+        help="model: end to end (default); kernels: matvec/matmul per format",
+    )
     add_model_arg(p)
-    p.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
-                   help="threads for both engines (default: number of cores)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="threads for both engines (default: number of cores)",
+    )
     p.add_argument("--prompt-tokens", type=positive_int, default=256)
     p.add_argument("--gen-tokens", type=positive_int, default=64)
     p.add_argument("--repeat", type=positive_int, default=3, help="repeats; the median is shown")
     p.add_argument("--ctx", type=positive_int, default=1024)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    p.add_argument("--compare-llama-cpp", action="store_true",
-                   help="also run llama.cpp (llama-cpp-python) on the same model and settings")
-    p.add_argument("--profile", action="store_true",
-                   help="time each operation of the decode step instead")
+    p.add_argument(
+        "--compare-llama-cpp",
+        action="store_true",
+        help="also run llama.cpp (llama-cpp-python) on the same model and settings",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="time each operation of the decode step instead"
+    )
     p.set_defaults(func=run)
 
 
@@ -43,14 +56,24 @@ def run(args: argparse.Namespace) -> int:
         print(bench.profile_decode(path, args.threads, args.gen_tokens, args.ctx))
         return 0
     if args.compare_llama_cpp and not bench.llama_cpp_available():
-        raise ModelError("--compare-llama-cpp needs llama-cpp-python (see README: build it "
-                         "without AMX)")
+        raise ModelError(
+            "--compare-llama-cpp needs llama-cpp-python (see README: build it without AMX)"
+        )
     if args.prompt_tokens + args.gen_tokens > args.ctx:
-        raise ModelError(f"--prompt-tokens {args.prompt_tokens} + --gen-tokens {args.gen_tokens}"
-                         f" exceed --ctx {args.ctx}")
+        raise ModelError(
+            f"--prompt-tokens {args.prompt_tokens} + --gen-tokens {args.gen_tokens}"
+            f" exceed --ctx {args.ctx}"
+        )
     try:
-        result = bench.benchmark(path, args.threads, args.prompt_tokens, args.gen_tokens,
-                                 args.repeat, args.ctx, args.compare_llama_cpp)
+        result = bench.benchmark(
+            path,
+            args.threads,
+            args.prompt_tokens,
+            args.gen_tokens,
+            args.repeat,
+            args.ctx,
+            args.compare_llama_cpp,
+        )
     except RuntimeError as err:
         raise ModelError(str(err)) from None
     print(json.dumps(result, indent=1) if args.json else bench.table(result))

@@ -35,8 +35,12 @@ def non_negative_float(text: str) -> float:
 
 
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="worker threads (default: the number of cores)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="worker threads (default: the number of cores)",
+    )
 
 
 def peak_rss_mb() -> float:

@@ -13,10 +13,18 @@ from ggufref.gguf_file import GGUFFile, memory_plan, open_gguf
 from ggufref.models import resolve_model
 
 HYPER_KEYS = (
-    "context_length", "embedding_length", "block_count", "feed_forward_length",
-    "attention.head_count", "attention.head_count_kv", "attention.key_length",
-    "attention.value_length", "attention.layer_norm_rms_epsilon", "attention.sliding_window",
-    "rope.freq_base", "rope.dimension_count",
+    "context_length",
+    "embedding_length",
+    "block_count",
+    "feed_forward_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.value_length",
+    "attention.layer_norm_rms_epsilon",
+    "attention.sliding_window",
+    "rope.freq_base",
+    "rope.dimension_count",
 )
 
 
@@ -24,15 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show metadata, tensors, quant mix and memory plan")
     add_model_arg(p, positional=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--ctx", type=positive_int, default=1024,
-                   help="context length for the KV-cache line of the memory plan (default 1024)")
+    p.add_argument(
+        "--ctx",
+        type=positive_int,
+        default=1024,
+        help="context length for the KV-cache line of the memory plan (default 1024)",
+    )
     p.set_defaults(func=run)
 
 
 def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
     """Everything `inspect` shows, as plain data (the JSON output and the docs use it)."""
-    tensors: list[dict[str, Any]] = [{"name": t.name, "type": t.qtype.name, "shape": list(t.shape), "nbytes": t.nbytes}
-               for t in f.tensors.values()]
+    tensors: list[dict[str, Any]] = [
+        {"name": t.name, "type": t.qtype.name, "shape": list(t.shape), "nbytes": t.nbytes}
+        for t in f.tensors.values()
+    ]
     counts: Counter[str] = Counter()
     type_bytes: Counter[str] = Counter()
     for t in tensors:
@@ -44,8 +58,11 @@ def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
         "metadata": f.metadata_summary(),
         "architecture": f.arch,
         "hyperparameters": {k: f.arch_get(k) for k in HYPER_KEYS if f.arch_key(k) in f},
-        "tokenizer": {"model": f.get("tokenizer.ggml.model"), "pre": f.get("tokenizer.ggml.pre"),
-                      "vocab_size": f.array_len("tokenizer.ggml.tokens")},
+        "tokenizer": {
+            "model": f.get("tokenizer.ggml.model"),
+            "pre": f.get("tokenizer.ggml.pre"),
+            "vocab_size": f.array_len("tokenizer.ggml.tokens"),
+        },
         "chat_template": "tokenizer.chat_template" in f,
         "tensors": tensors,
         "type_counts": {k: {"count": counts[k], "bytes": type_bytes[k]} for k in sorted(counts)},
@@ -82,12 +99,18 @@ def _print_text(s: dict[str, Any]) -> None:
     print(f"\nmemory plan (n_ctx {plan['n_ctx']}):")
     print(f"  {'group':<12} {'tensors':>7} {'as stored':>12} {'as FP32':>12}")
     for g in plan["groups"]:
-        print(f"  {g['group']:<12} {g['tensors']:>7} {human_bytes(g['stored_bytes']):>12} "
-              f"{human_bytes(g['fp32_bytes']):>12}")
-    print(f"  {'weights':<12} {'':>7} {human_bytes(plan['stored_total']):>12} "
-          f"{human_bytes(plan['fp32_total']):>12}")
-    print(f"  {'KV cache':<12} {'':>7} {human_bytes(plan['kv_cache_bytes']):>12} "
-          f"(fp16 cache: {human_bytes(plan['kv_cache_bytes_f16'])})")
+        print(
+            f"  {g['group']:<12} {g['tensors']:>7} {human_bytes(g['stored_bytes']):>12} "
+            f"{human_bytes(g['fp32_bytes']):>12}"
+        )
+    print(
+        f"  {'weights':<12} {'':>7} {human_bytes(plan['stored_total']):>12} "
+        f"{human_bytes(plan['fp32_total']):>12}"
+    )
+    print(
+        f"  {'KV cache':<12} {'':>7} {human_bytes(plan['kv_cache_bytes']):>12} "
+        f"(fp16 cache: {human_bytes(plan['kv_cache_bytes_f16'])})"
+    )
     print(f"  {'resident':<12} {'':>7} {human_bytes(plan['resident_total']):>12}")
 
 

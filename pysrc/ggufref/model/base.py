@@ -38,14 +38,16 @@ class LayerWeights:
     k_norm: np.ndarray | None = None  # (hd,)            qwen3, gemma3
     post_attn_norm: np.ndarray | None = None  # (n_embd,) gemma3
     post_ffn_norm: np.ndarray | None = None  # (n_embd,)  gemma3
-# end::layer_weights[]
+    # end::layer_weights[]
 
     def gemma_norms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(q_norm, k_norm, post_attn_norm, post_ffn_norm): present in every gemma3 layer."""
         norms = (self.q_norm, self.k_norm, self.post_attn_norm, self.post_ffn_norm)
         if any(n is None for n in norms):
-            raise ModelError("a gemma3 layer needs attn_q_norm, attn_k_norm, "
-                             "post_attention_norm and post_ffw_norm")
+            raise ModelError(
+                "a gemma3 layer needs attn_q_norm, attn_k_norm, "
+                "post_attention_norm and post_ffw_norm"
+            )
         return norms  # type: ignore[return-value]
 
 
@@ -95,14 +97,18 @@ def _check_shapes(f: GGUFFile, cfg: ModelConfig, i: int, lw: LayerWeights) -> No
     }
     for name, (w, shape) in expect.items():
         if w.shape != shape:
-            raise ModelError(f"{f.path}: blk.{i}.{name}.weight has shape {w.shape}, "
-                             f"expected {shape} from the metadata")
+            raise ModelError(
+                f"{f.path}: blk.{i}.{name}.weight has shape {w.shape}, "
+                f"expected {shape} from the metadata"
+            )
     vectors = {  # norms and biases: numpy would broadcast a wrong length, or fail far from here
-        "attn_norm": (lw.attn_norm, cfg.n_embd), "ffn_norm": (lw.ffn_norm, cfg.n_embd),
+        "attn_norm": (lw.attn_norm, cfg.n_embd),
+        "ffn_norm": (lw.ffn_norm, cfg.n_embd),
         "attn_q.bias": (lw.bq, cfg.n_head * cfg.head_dim),
         "attn_k.bias": (lw.bk, cfg.n_head_kv * cfg.head_dim),
         "attn_v.bias": (lw.bv, cfg.n_head_kv * cfg.head_dim_v),
-        "attn_q_norm": (lw.q_norm, cfg.head_dim), "attn_k_norm": (lw.k_norm, cfg.head_dim),
+        "attn_q_norm": (lw.q_norm, cfg.head_dim),
+        "attn_k_norm": (lw.k_norm, cfg.head_dim),
         "post_attention_norm": (lw.post_attn_norm, cfg.n_embd),
         "post_ffw_norm": (lw.post_ffn_norm, cfg.n_embd),
     }
@@ -121,12 +127,15 @@ def _check_vector(f: GGUFFile, name: str, v: np.ndarray, n: int) -> None:
         raise GGUFError(f.path, f"tensor {name!r}: element {i}", float(v[i]), "a finite number")
 
 
-def _check_io_shapes(f: GGUFFile, cfg: ModelConfig, embd: QuantTensor, out: QuantTensor,
-                     norm: np.ndarray) -> None:
+def _check_io_shapes(
+    f: GGUFFile, cfg: ModelConfig, embd: QuantTensor, out: QuantTensor, norm: np.ndarray
+) -> None:
     for w in (embd, out):
         if w.cols != cfg.n_embd or w.rows < cfg.n_vocab:
-            raise ModelError(f"{f.path}: {w.name} has shape {w.shape}, expected "
-                             f"(n_vocab >= {cfg.n_vocab}, {cfg.n_embd}) from the metadata")
+            raise ModelError(
+                f"{f.path}: {w.name} has shape {w.shape}, expected "
+                f"(n_vocab >= {cfg.n_vocab}, {cfg.n_embd}) from the metadata"
+            )
     _check_vector(f, "output_norm.weight", norm, cfg.n_embd)
 
 
@@ -140,8 +149,12 @@ def check_kv_memory(cfg: ModelConfig, n_ctx: int) -> None:
     need = 4 * cfg.n_layer * cfg.n_head_kv * n_ctx * (cfg.head_dim + cfg.head_dim_v)  # f32 K + V
     have = available_memory()
     if have is not None and need > have:
-        raise ModelError(f"a context of {n_ctx} positions needs {need / 2**30:.1f} GiB of KV cache"
-                         f" but only {have / 2**30:.1f} GiB of memory is available; lower --ctx")
+        raise ModelError(
+            f"a context of {n_ctx} positions needs {need / 2**30:.1f} GiB of KV cache"
+            f" but only {have / 2**30:.1f} GiB of memory is available; lower --ctx"
+        )
+
+
 # end::kv_memory_check[]
 
 
@@ -180,8 +193,9 @@ class Model:
         if n_ctx <= 0:
             raise ModelError(f"context size must be > 0, got {n_ctx}")
         if n_ctx > cfg.n_ctx_train:
-            raise ModelError(f"context size {n_ctx} exceeds the model's trained context "
-                             f"{cfg.n_ctx_train}")
+            raise ModelError(
+                f"context size {n_ctx} exceeds the model's trained context {cfg.n_ctx_train}"
+            )
         self.n_ctx = n_ctx
         self.token_embd = f.quant_tensor("token_embd.weight")  # (n_vocab, n_embd)
         self.output = self.token_embd if cfg.tied_output else f.quant_tensor("output.weight")
@@ -201,14 +215,17 @@ class Model:
         rows = self.token_embd.data[tokens]  # (n, row_bytes)
         return formats.dequantize(self.token_embd.qtype, rows).reshape(len(tokens), -1)
 
-    def forward(self, tokens: list[int] | np.ndarray, pos0: int | None = None,
-                all_logits: bool = False) -> np.ndarray:
+    def forward(
+        self, tokens: list[int] | np.ndarray, pos0: int | None = None, all_logits: bool = False
+    ) -> np.ndarray:
         """Run tokens at positions pos0.. through the model; (n or 1, n_vocab) float32 logits."""
         toks = np.asarray(tokens, dtype=np.int64).reshape(-1)
         pos0 = self.cache.n_past if pos0 is None else pos0
         if pos0 + len(toks) > self.n_ctx:
-            raise ModelError(f"{pos0 + len(toks)} tokens do not fit in the context of "
-                             f"{self.n_ctx} (use --ctx to enlarge it)")
+            raise ModelError(
+                f"{pos0 + len(toks)} tokens do not fit in the context of "
+                f"{self.n_ctx} (use --ctx to enlarge it)"
+            )
         logits = self._forward(self, toks, pos0, all_logits)
         self.cache.n_past = pos0 + len(toks)
         return logits

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 
 # tag::gemma3_forward[]
-def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
-            ops: RefOps = FAST) -> np.ndarray:
+def forward(
+    m: Model, tokens: np.ndarray, pos0: int, all_logits: bool, ops: RefOps = FAST
+) -> np.ndarray:
     cfg, n = m.cfg, len(tokens)
     pos = np.arange(pos0, pos0 + n, dtype=np.int32)
     x = m.embed(tokens) * np.float32(np.sqrt(cfg.n_embd))  # gemma: scaled embedding (n, e)
@@ -44,10 +45,11 @@ def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
         o = ops.rms_norm(ops.linear(a.reshape(n, -1), lw.wo), post_attn_norm, cfg.rms_eps)
         x = x + o  # gemma: norm after attention, then residual
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)
-        f = ops.linear(ops.gelu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)),
-                       lw.w_down)
+        f = ops.linear(ops.gelu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)), lw.w_down)
         x = x + ops.rms_norm(f, post_ffn_norm, cfg.rms_eps)  # gemma: norm after FFN too
     if not all_logits:
         x = x[-1:]
     return ops.linear(ops.rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # tied: (V, e)
+
+
 # end::gemma3_forward[]

@@ -36,7 +36,8 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         return int(self.k.nbytes + self.v.nbytes)
-# end::kv_cache[]
+
+    # end::kv_cache[]
 
     def truncate(self, n: int) -> None:
         """Forget positions n.. (a chat turn that shares a prefix reuses positions 0..n-1)."""

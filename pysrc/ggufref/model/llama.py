@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 # tag::llama_forward[]
-def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
-            ops: RefOps = FAST) -> np.ndarray:
+def forward(
+    m: Model, tokens: np.ndarray, pos0: int, all_logits: bool, ops: RefOps = FAST
+) -> np.ndarray:
     cfg, n = m.cfg, len(tokens)
     pos = np.arange(pos0, pos0 + n, dtype=np.int32)
     x = m.embed(tokens)  # (n, e)
@@ -43,9 +44,12 @@ def forward(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool,
         x = x + ops.linear(a.reshape(n, -1), lw.wo)
         # feed-forward block: x += W_down . (silu(W_gate.h) * W_up.h), h = norm(x)
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)
-        x = x + ops.linear(ops.silu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)),
-                           lw.w_down)
+        x = x + ops.linear(
+            ops.silu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)), lw.w_down
+        )
     if not all_logits:
         x = x[-1:]
     return ops.linear(ops.rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # (n or 1, V)
+
+
 # end::llama_forward[]

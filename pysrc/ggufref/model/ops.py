@@ -22,6 +22,8 @@ def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     mean_sq = np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True).astype(F32)
     scale = F32(1.0) / np.sqrt(mean_sq + F32(eps))
     return (x * scale) * w
+
+
 # end::rms_norm[]
 
 
@@ -51,6 +53,8 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, neox: bool) -> np.ndar
     out[..., 0::2] = a * c - b * s
     out[..., 1::2] = a * s + b * c
     return out
+
+
 # end::rope[]
 
 
@@ -60,8 +64,9 @@ def to_f16_precision(x: np.ndarray) -> np.ndarray:
 
 
 # tag::attention[]
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, scale: float,
-              window: int = 0) -> np.ndarray:
+def attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, scale: float, window: int = 0
+) -> np.ndarray:
     """Causal softmax attention with grouped-query heads.
 
     q (n, h, hd) at absolute positions q_pos (n,); k, v (h_kv, c, hd) hold cache positions 0..c-1.
@@ -86,6 +91,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, sc
         p /= p.sum(axis=1, keepdims=True, dtype=np.float64).astype(F32)
         out[:, h, :] = to_f16_precision(p) @ v[kv]  # ggml: probabilities meet fp16 V as fp16
     return out
+
+
 # end::attention[]
 
 
@@ -93,14 +100,19 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, sc
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
     """GELU, tanh approximation, through an fp16 table as ggml does (|x| >= 10 passes through)."""
     xh = to_f16_precision(x)
-    g = F32(0.5) * xh * (F32(1.0) + np.tanh(F32(0.7978845608028654) * xh
-                                             * (F32(1.0) + F32(0.044715) * xh * xh)))
+    g = (
+        F32(0.5)
+        * xh
+        * (F32(1.0) + np.tanh(F32(0.7978845608028654) * xh * (F32(1.0) + F32(0.044715) * xh * xh)))
+    )
     g = to_f16_precision(g)
     return np.where(x <= -10.0, F32(0.0), np.where(x >= 10.0, x, g)).astype(F32)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
     return (x / (F32(1.0) + np.exp(-x))).astype(F32)
+
+
 # end::activations[]
 
 
@@ -120,19 +132,25 @@ class RefOps:
         return rms_norm(x, w, eps)
 
     @staticmethod
-    def rope(x: np.ndarray, positions: np.ndarray, base: float, neox: bool,
-             freq_scale: float = 1.0) -> np.ndarray:
+    def rope(
+        x: np.ndarray, positions: np.ndarray, base: float, neox: bool, freq_scale: float = 1.0
+    ) -> np.ndarray:
         cos, sin = rope_angles(positions, x.shape[-1], base, freq_scale)
         return rope(x, cos, sin, neox)
 
     @staticmethod
-    def attention(q: np.ndarray, k_layer: np.ndarray, v_layer: np.ndarray, pos0: int,
-                  scale: float, window: int = 0) -> np.ndarray:
+    def attention(
+        q: np.ndarray,
+        k_layer: np.ndarray,
+        v_layer: np.ndarray,
+        pos0: int,
+        scale: float,
+        window: int = 0,
+    ) -> np.ndarray:
         """k_layer, v_layer: (h_kv, n_ctx, hd), positions 0 .. pos0 + n - 1 filled."""
         n = q.shape[0]
         end = pos0 + n
-        return attention(q, k_layer[:, :end], v_layer[:, :end], np.arange(pos0, end), scale,
-                         window)
+        return attention(q, k_layer[:, :end], v_layer[:, :end], np.arange(pos0, end), scale, window)
 
     @staticmethod
     def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -160,20 +178,35 @@ class FastOps(RefOps):
         return kernels.rms_norm(flat, w, eps).reshape(x.shape)
 
     @staticmethod
-    def rope(x: np.ndarray, positions: np.ndarray, base: float, neox: bool,
-             freq_scale: float = 1.0) -> np.ndarray:
+    def rope(
+        x: np.ndarray, positions: np.ndarray, base: float, neox: bool, freq_scale: float = 1.0
+    ) -> np.ndarray:
         from ggufref import kernels
 
         x = np.ascontiguousarray(x)
         return kernels.rope(x, positions.astype(np.int32), base, neox, freq_scale)
 
     @staticmethod
-    def attention(q: np.ndarray, k_layer: np.ndarray, v_layer: np.ndarray, pos0: int,
-                  scale: float, window: int = 0) -> np.ndarray:
+    def attention(
+        q: np.ndarray,
+        k_layer: np.ndarray,
+        v_layer: np.ndarray,
+        pos0: int,
+        scale: float,
+        window: int = 0,
+    ) -> np.ndarray:
         from ggufref import kernels
 
-        return kernels.attention(np.ascontiguousarray(q), k_layer, v_layer, pos0,
-                                 pos0 + q.shape[0], scale, window, f16=True)
+        return kernels.attention(
+            np.ascontiguousarray(q),
+            k_layer,
+            v_layer,
+            pos0,
+            pos0 + q.shape[0],
+            scale,
+            window,
+            f16=True,
+        )
 
     @staticmethod
     def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:

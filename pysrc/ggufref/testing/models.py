@@ -22,20 +22,57 @@ from ggufref.testing.vocab import add_vocab
 
 # Which block format each weight role uses, per architecture: together they cover every format.
 MIXES: dict[str, dict[str, T]] = {
-    "llama": dict(token_embd=T.Q8_0, output=T.Q6_K, attn_q=T.Q4_0, attn_k=T.Q4_1,
-                  attn_v=T.Q8_0, attn_output=T.Q4_K, ffn_gate=T.Q5_K, ffn_up=T.Q6_K,
-                  ffn_down=T.Q2_K),
-    "qwen2": dict(token_embd=T.Q4_0, output=T.Q8_0, attn_q=T.Q5_0, attn_k=T.Q5_1,
-                  attn_v=T.F16, attn_output=T.Q3_K, ffn_gate=T.Q4_K, ffn_up=T.Q4_K,
-                  ffn_down=T.Q6_K),
-    "qwen3": dict(token_embd=T.F16, output=T.Q5_0, attn_q=T.Q8_0, attn_k=T.F32,
-                  attn_v=T.BF16, attn_output=T.Q5_K, ffn_gate=T.Q4_K, ffn_up=T.Q3_K,
-                  ffn_down=T.Q6_K),
-    "gemma3": dict(token_embd=T.Q8_0, attn_q=T.Q5_0, attn_k=T.Q5_0, attn_v=T.Q8_0,
-                   attn_output=T.Q4_K, ffn_gate=T.Q5_0, ffn_up=T.Q5_0, ffn_down=T.Q6_K),
+    "llama": dict(
+        token_embd=T.Q8_0,
+        output=T.Q6_K,
+        attn_q=T.Q4_0,
+        attn_k=T.Q4_1,
+        attn_v=T.Q8_0,
+        attn_output=T.Q4_K,
+        ffn_gate=T.Q5_K,
+        ffn_up=T.Q6_K,
+        ffn_down=T.Q2_K,
+    ),
+    "qwen2": dict(
+        token_embd=T.Q4_0,
+        output=T.Q8_0,
+        attn_q=T.Q5_0,
+        attn_k=T.Q5_1,
+        attn_v=T.F16,
+        attn_output=T.Q3_K,
+        ffn_gate=T.Q4_K,
+        ffn_up=T.Q4_K,
+        ffn_down=T.Q6_K,
+    ),
+    "qwen3": dict(
+        token_embd=T.F16,
+        output=T.Q5_0,
+        attn_q=T.Q8_0,
+        attn_k=T.F32,
+        attn_v=T.BF16,
+        attn_output=T.Q5_K,
+        ffn_gate=T.Q4_K,
+        ffn_up=T.Q3_K,
+        ffn_down=T.Q6_K,
+    ),
+    "gemma3": dict(
+        token_embd=T.Q8_0,
+        attn_q=T.Q5_0,
+        attn_k=T.Q5_0,
+        attn_v=T.Q8_0,
+        attn_output=T.Q4_K,
+        ffn_gate=T.Q5_0,
+        ffn_up=T.Q5_0,
+        ffn_down=T.Q6_K,
+    ),
 }
-VOCAB_KIND = {"llama": "bpe-llama3", "qwen2": "bpe-qwen2", "qwen3": "bpe-qwen2",
-              "gemma3": "spm", "mistral": "spm-llama2"}
+VOCAB_KIND = {
+    "llama": "bpe-llama3",
+    "qwen2": "bpe-qwen2",
+    "qwen3": "bpe-qwen2",
+    "gemma3": "spm",
+    "mistral": "spm-llama2",
+}
 
 
 @dataclass(frozen=True)
@@ -57,7 +94,9 @@ def default_shape(arch: str) -> TinyShape:
 
 
 # tag::random_blocks[]
-def random_blocks(qtype: T, rows: int, cols: int, std: float, rng: np.random.Generator) -> np.ndarray:
+def random_blocks(
+    qtype: T, rows: int, cols: int, std: float, rng: np.random.Generator
+) -> np.ndarray:
     """uint8 (rows, row_bytes) of valid blocks whose decoded weights have roughly `std`.
 
     Formats gguf.quants can quantize go through it; K-quants (no quantizer in gguf.quants) get
@@ -83,6 +122,8 @@ def random_blocks(qtype: T, rows: int, cols: int, std: float, rng: np.random.Gen
         scaled = (field.astype(np.float32) * (std / actual)).astype(np.float16)
         raw[:, offs[f.name] : offs[f.name] + 2] = scaled.view(np.uint8)
     return raw.reshape(rows, -1)
+
+
 # end::random_blocks[]
 
 
@@ -111,17 +152,26 @@ def _vector_specs(arch: str, s: TinyShape) -> list[tuple[str, int, str]]:
     out = [("output_norm.weight", s.n_embd, "norm")]
     for i in range(s.n_layer):
         p = f"blk.{i}."
-        out += [(p + "attn_norm.weight", s.n_embd, "norm"), (p + "ffn_norm.weight", s.n_embd, "norm")]
+        out += [
+            (p + "attn_norm.weight", s.n_embd, "norm"),
+            (p + "ffn_norm.weight", s.n_embd, "norm"),
+        ]
         if arch == "qwen2":
-            out += [(p + "attn_q.bias", s.n_head * s.head_dim, "bias"),
-                    (p + "attn_k.bias", s.n_head_kv * s.head_dim, "bias"),
-                    (p + "attn_v.bias", s.n_head_kv * s.head_dim, "bias")]
+            out += [
+                (p + "attn_q.bias", s.n_head * s.head_dim, "bias"),
+                (p + "attn_k.bias", s.n_head_kv * s.head_dim, "bias"),
+                (p + "attn_v.bias", s.n_head_kv * s.head_dim, "bias"),
+            ]
         if arch in ("qwen3", "gemma3"):
-            out += [(p + "attn_q_norm.weight", s.head_dim, "norm"),
-                    (p + "attn_k_norm.weight", s.head_dim, "norm")]
+            out += [
+                (p + "attn_q_norm.weight", s.head_dim, "norm"),
+                (p + "attn_k_norm.weight", s.head_dim, "norm"),
+            ]
         if arch == "gemma3":
-            out += [(p + "post_attention_norm.weight", s.n_embd, "norm"),
-                    (p + "post_ffw_norm.weight", s.n_embd, "norm")]
+            out += [
+                (p + "post_attention_norm.weight", s.n_embd, "norm"),
+                (p + "post_ffw_norm.weight", s.n_embd, "norm"),
+            ]
     return out
 
 
@@ -144,8 +194,13 @@ def _write_metadata(w: gguf.GGUFWriter, arch: str, s: TinyShape) -> None:
 
 
 # tag::write_model[]
-def write_model(path: str | Path, arch: str, seed: int = 0,
-                mix: dict[str, T] | None = None, shape: TinyShape | None = None) -> Path:
+def write_model(
+    path: str | Path,
+    arch: str,
+    seed: int = 0,
+    mix: dict[str, T] | None = None,
+    shape: TinyShape | None = None,
+) -> Path:
     """Write a tiny `arch` model (llama, mistral, qwen2, qwen3, gemma3) to `path`."""
     path = Path(path)
     s = shape or default_shape(arch)
@@ -170,4 +225,6 @@ def write_model(path: str | Path, arch: str, seed: int = 0,
     w.write_tensors_to_file()
     w.close()
     return path
+
+
 # end::write_model[]
