@@ -188,13 +188,10 @@ def machine() -> dict[str, Any]:
 
 
 def stream_read_gb_s(threads: int) -> float:
-    """The machine's streaming-read bandwidth, measured now: a 1 GiB buffer summed in C."""
-    from ggufref import kernels
+    """The machine's streaming-read bandwidth with `threads`, measured now (see bench_kernels)."""
+    from ggufref.bench_kernels import stream_bandwidth
 
-    kernels.set_threads(threads)
-    buf = np.ones(1 << 30, dtype=np.uint8)
-    kernels.stream_read(buf)  # touch the pages once
-    return round(max(kernels.stream_read(buf) for _ in range(3)), 2)
+    return round(stream_bandwidth([threads])[threads], 2)
 
 
 def benchmark(
