@@ -1,3 +1,4 @@
+# tag::on_disk_layout[]
 """Stages 1-2: open a GGUF file zero-copy and validate it.
 
 Parsing is ``gguf.GGUFReader``'s job: it memory-maps the file and walks header, metadata and
@@ -22,6 +23,7 @@ On-disk layout (little-endian)::
 
 A string is ``u64 length`` + bytes; an array is ``u32 item_type`` + ``u64 count`` + items.
 """
+# end::on_disk_layout[]
 
 from __future__ import annotations
 
@@ -157,6 +159,7 @@ class _Unsupported(Exception):
     """Raised inside the reader for a structure the format allows but this loader refuses."""
 
 
+# tag::check_tensor_info[]
 def _check_tensor_info(path: Path, size: int, start: int, align: int, field: Any) -> None:
     _, name_data, n_dims, dims, raw_dtype, offset = field.parts
     name = bytes(name_data).decode("utf-8", errors="replace")
@@ -167,15 +170,20 @@ def _check_tensor_info(path: Path, size: int, start: int, align: int, field: Any
     try:
         qtype = GGMLQuantizationType(int(raw_dtype[0]))
     except ValueError:
-        raise GGUFError(path, f"tensor {name!r}: ggml type id", int(raw_dtype[0]),
-                        "a known ggml type") from None
+        raise GGUFError(
+            path, f"tensor {name!r}: ggml type id", int(raw_dtype[0]), "a known ggml type"
+        ) from None
     ne = [int(d) for d in dims]
     if any(d <= 0 for d in ne):
         raise GGUFError(path, f"tensor {name!r}: dimensions", ne, "all > 0")
     block, type_size = _quant_size(qtype)
     if ne[0] % block:
-        raise GGUFError(path, f"tensor {name!r}: row length (ne[0])", ne[0],
-                        f"a multiple of {block} ({qtype.name} block size)")
+        raise GGUFError(
+            path,
+            f"tensor {name!r}: row length (ne[0])",
+            ne[0],
+            f"a multiple of {block} ({qtype.name} block size)",
+        )
     n_elems = 1
     for d in ne:
         n_elems *= d
@@ -184,8 +192,15 @@ def _check_tensor_info(path: Path, size: int, start: int, align: int, field: Any
     if off % align:
         raise GGUFError(path, f"tensor {name!r}: offset", off, f"a multiple of alignment {align}")
     if start + off + nbytes > size:
-        raise GGUFError(path, f"tensor {name!r}: data [{start + off}, {start + off + nbytes})",
-                        f"past the end of the file ({size} bytes)", "inside the file")
+        raise GGUFError(
+            path,
+            f"tensor {name!r}: data [{start + off}, {start + off + nbytes})",
+            f"past the end of the file ({size} bytes)",
+            "inside the file",
+        )
+
+
+# end::check_tensor_info[]
 
 
 def _quant_size(qtype: GGMLQuantizationType) -> tuple[int, int]:
@@ -209,6 +224,8 @@ class TensorInfo:
     offset: int  # absolute byte offset in the file
     nbytes: int
     raw: np.ndarray
+
+
 # end::tensor_info[]
 
 
@@ -224,7 +241,8 @@ def _open_checked(path: Path) -> tuple[BinaryIO, int]:
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by GGUFFile's finalizer
     except OSError as err:
-        raise GGUFError(path, "model file", err.strerror or type(err).__name__, "readable") from None
+        why = err.strerror or type(err).__name__
+        raise GGUFError(path, "model file", why, "a readable file") from None
     try:
         return fh, _check_header(path, fh)
     except BaseException:
@@ -232,6 +250,7 @@ def _open_checked(path: Path) -> tuple[BinaryIO, int]:
         raise
 
 
+# tag::check_header[]
 def _check_header(path: Path, fh: BinaryIO) -> int:
     """Magic, version and counts. Returns the size."""
     size = os.fstat(fh.fileno()).st_size
@@ -247,18 +266,31 @@ def _check_header(path: Path, fh: BinaryIO) -> int:
     n_kv = int.from_bytes(head[16:24], "little")
     room = size - HEADER_BYTES
     if n_kv * MIN_KV_BYTES > room:
-        raise GGUFError(path, "metadata kv_count", n_kv, f"at most {room // MIN_KV_BYTES} for "
-                        f"a {size}-byte file")
+        raise GGUFError(
+            path,
+            "metadata kv_count",
+            n_kv,
+            f"at most {room // MIN_KV_BYTES} for a {size}-byte file",
+        )
     if n_tensors * MIN_TENSOR_INFO_BYTES > room:
-        raise GGUFError(path, "tensor_count", n_tensors,
-                        f"at most {room // MIN_TENSOR_INFO_BYTES} for a {size}-byte file")
+        raise GGUFError(
+            path,
+            "tensor_count",
+            n_tensors,
+            f"at most {room // MIN_TENSOR_INFO_BYTES} for a {size}-byte file",
+        )
     return size
+
+
+# end::check_header[]
 
 
 def _reader_error(path: Path, err: Exception) -> GGUFError:
     msg = str(err)
     if isinstance(err, _Truncated):
-        return GGUFError(path, f"metadata {msg}", "runs past the end of the file", "inside the file")
+        return GGUFError(
+            path, f"metadata {msg}", "runs past the end of the file", "inside the file"
+        )
     if isinstance(err, _Unsupported):
         return GGUFError(path, msg, "nested array", "an array of scalars or strings")
     m = re.search(r"(\d+) is not a valid GGUFValueType", msg)
@@ -269,8 +301,12 @@ def _reader_error(path: Path, err: Exception) -> GGUFError:
     if isinstance(err, UnicodeDecodeError):
         return GGUFError(path, "string", "invalid UTF-8", "UTF-8 text")
     if isinstance(err, (IndexError, ValueError, OverflowError)) and "alignment" not in msg:
-        return GGUFError(path, "file structure", f"truncated or corrupt ({msg or type(err).__name__})",
-                         "a complete GGUF file")
+        return GGUFError(
+            path,
+            "file structure",
+            f"truncated or corrupt ({msg or type(err).__name__})",
+            "a complete GGUF file",
+        )
     return GGUFError(path, "file structure", msg or type(err).__name__, "a valid GGUF file")
 
 
@@ -286,7 +322,9 @@ class GGUFFile:
         except GGUFError:
             raise
         except (MemoryError, RecursionError) as err:
-            raise GGUFError(self.path, "file structure", type(err).__name__, "a sane GGUF file") from None
+            raise GGUFError(
+                self.path, "file structure", type(err).__name__, "a sane GGUF file"
+            ) from None
         except Exception as err:  # the reader raises ValueError/KeyError/IndexError/...
             raise _reader_error(self.path, err) from None
         r = self._reader
@@ -298,8 +336,9 @@ class GGUFFile:
         for t in r.tensors:
             shape = tuple(int(d) for d in reversed(t.shape.tolist()))
             raw = r.data[t.data_offset : t.data_offset + t.n_bytes]
-            self.tensors[t.name] = TensorInfo(t.name, t.tensor_type, shape, int(t.data_offset),
-                                              int(t.n_bytes), raw)
+            self.tensors[t.name] = TensorInfo(
+                t.name, t.tensor_type, shape, int(t.data_offset), int(t.n_bytes), raw
+            )
         self._check_overlaps()
         self.arch = self.get_str("general.architecture", "")
         self._check_arch_keys()
@@ -310,16 +349,24 @@ class GGUFFile:
         spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in self.tensors.values())
         for (_, end_a, a), (start_b, _, b) in zip(spans, spans[1:], strict=False):
             if start_b < end_a:
-                raise GGUFError(self.path, f"tensors {a!r} and {b!r}", "overlapping data",
-                                "disjoint byte ranges")
+                raise GGUFError(
+                    self.path,
+                    f"tensors {a!r} and {b!r}",
+                    "overlapping data",
+                    "disjoint byte ranges",
+                )
 
     def _check_arch_keys(self) -> None:
         if not self.arch:
             raise GGUFError(self.path, "general.architecture", "missing", "a string")
         for suffix in REQUIRED_ARCH_KEYS.get(self.arch, ()):
             if self.arch_key(suffix) not in self:
-                raise GGUFError(self.path, f"metadata key {self.arch_key(suffix)}", "missing",
-                                f"present for architecture {self.arch}")
+                raise GGUFError(
+                    self.path,
+                    f"metadata key {self.arch_key(suffix)}",
+                    "missing",
+                    f"present for architecture {self.arch}",
+                )
 
     # -- metadata ----------------------------------------------------------------------------
 
@@ -394,17 +441,21 @@ class GGUFFile:
         return self._typed(key, _REQUIRED if default is None else default, (str,), "a string")
 
     def get_int(self, key: str, default: Any = None) -> int:
-        return int(self._typed(key, _REQUIRED if default is None else default, (int,), "an integer"))
+        return int(
+            self._typed(key, _REQUIRED if default is None else default, (int,), "an integer")
+        )
 
     def get_float(self, key: str, default: Any = None) -> float:
-        value = self._typed(key, _REQUIRED if default is None else default, (int, float), "a number")
+        value = self._typed(
+            key, _REQUIRED if default is None else default, (int, float), "a number"
+        )
         return float(value)
 
     def get_bool(self, key: str, default: Any = None) -> bool:
         return bool(self._typed(key, _REQUIRED if default is None else default, (bool,), "a bool"))
 
     def arch_key(self, suffix: str) -> str:
-        """``attention.head_count`` -> ``gemma3.attention.head_count``: the prefix lives here only."""
+        """``attention.head_count`` -> ``gemma3.attention.head_count`` (the prefix lives here)."""
         return f"{self.arch}.{suffix}"
 
     def arch_get(self, suffix: str, default: Any = None) -> Any:
@@ -436,8 +487,9 @@ class GGUFFile:
         try:
             return self.tensors[name]
         except KeyError:
-            raise GGUFError(self.path, f"tensor {name!r}", "missing",
-                            f"present for architecture {self.arch}") from None
+            raise GGUFError(
+                self.path, f"tensor {name!r}", "missing", f"present for architecture {self.arch}"
+            ) from None
 
     def quant_tensor(self, name: str) -> QuantTensor:
         """A 2-D weight as a QuantTensor over the mapped bytes (no copy)."""
@@ -458,7 +510,6 @@ class GGUFFile:
         if t.qtype not in formats.LAYOUTS:
             raise GGUFError(self.path, f"tensor {name!r}: type", t.qtype.name, "F32/F16/BF16/...")
         return formats.dequantize(t.qtype, t.raw).reshape(t.shape)
-
 
     # -- checks for the generate path -------------------------------------------------------
 
@@ -484,8 +535,13 @@ class GGUFFile:
                 if bad.any():
                     i = int(np.argmax(bad))
                     value = float(bits[i, 0:1].view("<f2")[0])
-                    raise GGUFError(self.path, f"tensor {t.name!r}: block {i} scale {fld.name}",
-                                    value, "a finite fp16 number")
+                    raise GGUFError(
+                        self.path,
+                        f"tensor {t.name!r}: block {i} scale {fld.name}",
+                        value,
+                        "a finite fp16 number",
+                    )
+
     # end::check_scales[]
 
     def check_unchanged(self) -> None:
@@ -498,8 +554,12 @@ class GGUFFile:
         """
         now = os.fstat(self._fh.fileno()).st_size
         if now < self.size:
-            raise GGUFError(self.path, "file size", f"{now} bytes (the file shrank while in use)",
-                            f"{self.size} bytes as when it was opened")
+            raise GGUFError(
+                self.path,
+                "file size",
+                f"{now} bytes (the file shrank while in use)",
+                f"{self.size} bytes as when it was opened",
+            )
 
 
 _REQUIRED = object()
@@ -511,8 +571,10 @@ def _strings(mm: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[st
         return []
     base = int(starts[0])
     blob = bytes(mm[base : int(starts[-1] + lengths[-1])])
-    return [blob[s - base : s - base + n].decode("utf-8", errors="replace")
-            for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
+    return [
+        blob[s - base : s - base + n].decode("utf-8", errors="replace")
+        for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)
+    ]
 
 
 def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:

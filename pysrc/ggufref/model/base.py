@@ -150,12 +150,16 @@ def check_kv_memory(cfg: ModelConfig, n_ctx: int) -> None:
     have = available_memory()
     if have is not None and need > have:
         raise ModelError(
-            f"a context of {n_ctx} positions needs {need / 2**30:.1f} GiB of KV cache"
-            f" but only {have / 2**30:.1f} GiB of memory is available; lower --ctx"
+            f"a context of {n_ctx} positions needs {_size(need)} of KV cache but only "
+            f"{_size(have)} of memory is available; lower --ctx"
         )
 
 
 # end::kv_memory_check[]
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def available_memory() -> int | None:
