@@ -95,6 +95,29 @@ typedef struct {
     int isa;
 } quant_job;
 
+// 1 if every value is finite. An 8-bit quantizer would turn a NaN or inf into ordinary numbers
+// (amax comparisons skip NaN), hiding it from the engine's non-finite-logits check; a row that
+// holds one gets NaN scales instead, so the NaN reaches the output. Integer test: vectorisable.
+static int row_is_finite(const float *x, int n) {
+    const uint32_t *bits = (const uint32_t *)x;
+    uint32_t bad = 0;
+    for (int i = 0; i < n; i++) bad |= (bits[i] & 0x7f800000u) == 0x7f800000u;
+    return !bad;
+}
+
+static void poison_row(void *out, int n, int act) {
+    if (act == ACT_Q8_K) {
+        block_q8_K *y = out;
+        for (int b = 0; b < n / QK_K; b++) y[b].d = NAN;
+    } else if (act == ACT_Q8_1X) {
+        block_q8_1x *y = out;
+        for (int b = 0; b < n / QK; b++) y[b].d = y[b].s = NAN;
+    } else if (act == ACT_Q8_0X) {
+        block_q8_0x *y = out;
+        for (int b = 0; b < n / QK; b++) y[b].d = NAN;
+    }
+}
+
 static void quantize_row(void *ctx, int64_t t) {
     const quant_job *j = ctx;
     const float *x = j->x + t * j->cols;
@@ -118,6 +141,7 @@ static void quantize_row(void *ctx, int64_t t) {
         for (int i = 0; i < n; i++) f[i] = ggr_round_bf16(x[i]);
         break;
     }
+    if (!row_is_finite(x, n)) poison_row(out, n, j->f->act);
 }
 
 // ---------------------------------------------------------------- the dot-product tiles

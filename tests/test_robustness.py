@@ -403,11 +403,6 @@ def test_negative_epsilon_is_a_user_error(llama: bytes, tmp_path: Path) -> None:
         engine.generate(engine.encode("hello"), 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernels: quantizing an activation row to 8 bits drops a NaN (one NaN: finite "
-    "output; all NaN with K-quants: zeros), so NaN never reaches the logits check",
-)
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K", "Q6_K"])
 def test_a_nan_activation_reaches_the_output(qtype: str) -> None:
     """The engine's last line of defence is 'non-finite logits -> ModelError'; it only works if

@@ -129,7 +129,7 @@ class _Reader(GGUFReader):
     def _string_array(self, orig_offs: int, raw_itype: np.ndarray, alen: np.ndarray, count: int):  # type: ignore[no-untyped-def]
         if count * 8 > self._size - orig_offs - 12:
             raise _Truncated(f"array of {count} strings")
-        buf = memoryview(self.data)
+        buf = memoryview(np.asarray(self.data))  # type: ignore[arg-type]
         starts = np.empty(count, dtype=np.int64)
         lengths = np.empty(count, dtype=np.int64)
         offs = orig_offs + 12
