@@ -48,6 +48,7 @@ HEADER_BYTES = 24
 MIN_KV_BYTES = 8 + 4 + 1  # empty key, type, one-byte value
 MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8  # empty name, n_dims, one dim, type, offset
 MAX_DIMS = 4
+LARGE_ARRAY = 4096  # metadata arrays longer than this are not cached (vocabularies, merges)
 
 # Keys every model of an architecture must carry (the ``{arch}.`` prefix is added once, here).
 REQUIRED_ARCH_KEYS: dict[str, tuple[str, ...]] = {
@@ -391,7 +392,8 @@ class GGUFFile:
         if field is None:
             return default
         value = self._decode(field)
-        self._cache[key] = value
+        if not (isinstance(value, list) and len(value) > LARGE_ARRAY):
+            self._cache[key] = value  # a vocabulary is decoded per call: its user keeps it
         return value
 
     def _decode(self, field: Any) -> Any:

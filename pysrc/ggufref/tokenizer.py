@@ -18,6 +18,7 @@ forced to CONTROL and collected into `Tokenizer.eot_ids`, the ids that end gener
 from __future__ import annotations
 
 import codecs
+from array import array
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -118,9 +119,10 @@ class Tokenizer:
         tokens = list(meta["tokenizer.ggml.tokens"])
         self.tokens: list[str] = [t or f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
         n = len(self.tokens)
-        self.scores: list[float] = list(meta.get("tokenizer.ggml.scores") or [0.0] * n)
+        # Compact arrays, not lists of Python numbers: 262144 floats as objects cost ~8 MB.
+        self.scores = array("f", meta.get("tokenizer.ggml.scores") or [0.0] * n)
         types = meta.get("tokenizer.ggml.token_type") or [TYPE_NORMAL] * n
-        self.attrs: list[int] = [_TYPE_TO_ATTR.get(t, 0) for t in types]
+        self.attrs = array("i", [_TYPE_TO_ATTR.get(t, 0) for t in types])
         self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
         if len(self.token_to_id) != n:
             raise ModelError(f"{origin}: the vocabulary has duplicate tokens")

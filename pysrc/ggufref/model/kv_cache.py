@@ -7,18 +7,36 @@ precision of llama.cpp's default fp16 cache, so both engines attend over the sam
 
 from __future__ import annotations
 
+import mmap
+import math
+
 import numpy as np
 
 from ggufref.errors import ModelError
 from ggufref.model.ops import to_f16_precision
 
 
+def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """float32 zeros whose memory becomes resident only where it is written.
+
+    np.zeros gets lazily-zeroed pages too, but the kernel backs large anonymous allocations with
+    2 MiB huge pages: the first position written in each layer would make a whole 1 MiB slab of
+    that layer resident. Opting out of huge pages keeps the cache's footprint proportional to the
+    positions actually used.
+    """
+    n = math.prod(shape)
+    buf = mmap.mmap(-1, max(4 * n, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buf, dtype=np.float32, count=n).reshape(shape)
+
+
 # tag::kv_cache[]
 class KVCache:
     def __init__(self, n_layer: int, n_head_kv: int, n_ctx: int, head_dim: int, head_dim_v: int):
         self.n_ctx = n_ctx
-        self.k = np.zeros((n_layer, n_head_kv, n_ctx, head_dim), dtype=np.float32)
-        self.v = np.zeros((n_layer, n_head_kv, n_ctx, head_dim_v), dtype=np.float32)
+        self.k = lazy_zeros((n_layer, n_head_kv, n_ctx, head_dim))
+        self.v = lazy_zeros((n_layer, n_head_kv, n_ctx, head_dim_v))
         self.n_past = 0  # positions 0..n_past-1 hold valid entries
 
     def store(self, layer: int, pos0: int, k: np.ndarray, v: np.ndarray) -> None:
