@@ -18,8 +18,8 @@ forced to CONTROL and collected into `Tokenizer.eot_ids`, the ids that end gener
 from __future__ import annotations
 
 import codecs
-from array import array
 import os
+from array import array
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any

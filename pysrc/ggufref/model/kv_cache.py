@@ -7,8 +7,8 @@ precision of llama.cpp's default fp16 cache, so both engines attend over the sam
 
 from __future__ import annotations
 
-import mmap
 import math
+import mmap
 
 import numpy as np
 
