@@ -19,9 +19,14 @@ from ggufref.models import resolve_model
 def _tiny(path: Path, arch: str = "llama", skip_key: str | None = None) -> Path:
     """A small valid GGUF: two tensors (one Q8_0 matrix, one F32 vector) and the llama keys."""
     w = gguf.GGUFWriter(str(path), arch)
-    keys = {"context_length": 64, "embedding_length": 32, "block_count": 1,
-            "feed_forward_length": 64, "attention.head_count": 4,
-            "attention.layer_norm_rms_epsilon": 1e-5}
+    keys = {
+        "context_length": 64,
+        "embedding_length": 32,
+        "block_count": 1,
+        "feed_forward_length": 64,
+        "attention.head_count": 4,
+        "attention.layer_norm_rms_epsilon": 1e-5,
+    }
     for k, v in keys.items():
         if k == skip_key:
             continue
@@ -46,8 +51,14 @@ def _tensor_info_offsets(path: Path) -> list[dict[str, int]]:
         f = t.field
         name_len = len(bytes(f.parts[1]))
         type_at = f.offset + 8 + name_len + 4 + 8 * len(t.shape)
-        out.append({"type": type_at, "offset": type_at + 4, "data": t.data_offset,
-                    "rel": int(f.parts[5][0])})
+        out.append(
+            {
+                "type": type_at,
+                "offset": type_at + 4,
+                "data": t.data_offset,
+                "rel": int(f.parts[5][0]),
+            }
+        )
     return out
 
 
