@@ -109,7 +109,7 @@ typedef float (*ggr_dot_fn)(int n, const void *w, const void *x);
 // One weight row dotted with GGR_NT activation rows at x, x + xs, x + 2 xs, ... bytes
 // (prefill: each weight block is decoded once for GGR_NT tokens). out[t] equals what the
 // single-row kernel of the same level returns for row t, bit for bit.
-#define GGR_NT 4
+#define GGR_NT 8
 typedef void (*ggr_dotn_fn)(int n, const void *w, const void *x, int64_t xs, float *out);
 
 typedef struct {
@@ -167,6 +167,17 @@ void ggr_dotn_q8_0_avx512(int n, const void *w, const void *x, int64_t xs, float
 void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 
+// Prefill panels (prefill_avx512.c): 8 tokens' Q8_0 activations per block, side by side.
+typedef struct {
+    float d[8];          // the 8 tokens' scales
+    int8_t qs[8][QK];    // their quants
+    int32_t corr[8][8];  // -offset * (sum of each 4 quants): vpdpbusd's start for unsigned weights
+} ggr_panel8;
+void ggr_pack_panel8(int nb, const block_q8_0x *const x[8], int offset, ggr_panel8 *p);
+// n_rows Q5_0 rows (row_bytes apart) times one panel (nb blocks): out (n_rows, 8).
+void ggr_panel_q5_0_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                           const ggr_panel8 *p, float *out);
+
 // ---------------------------------------------------------------- activation quantizers
 // x (n,) float -> n / 32 block_q8_0x or block_q8_1x, or n / 256 block_q8_K.
 void ggr_quantize_q8_0x_scalar(int n, const float *x, block_q8_0x *y);
@@ -192,11 +203,13 @@ typedef struct {
     int64_t n_head, n_kv_head, hd, n_ctx, pos0, window;
     float scale, softcap;
     int mode;   // GGR_ATTN_*
+    int64_t heads_per_task; // f16 modes: 1, or 4 heads of one KV head (4 | n_head / n_kv_head)
     float *out; // (T, H, hd)
     int failed; // set (to 1, by any thread) if a long context's score buffer cannot be allocated
 } ggr_attn_job;
 
-// One (token, head) task of the GGR_ATTN_GGML* modes; sgemm: use llamafile's summation order.
+// One task of the GGR_ATTN_GGML* modes (a token and heads_per_task heads); sgemm: use
+// llamafile's summation order.
 void ggr_attend_ggml_ref(const ggr_attn_job *j, int64_t task, int sgemm);
 void ggr_attend_ggml_avx2(const ggr_attn_job *j, int64_t task, int sgemm);
 void ggr_attend_ggml_avx512(const ggr_attn_job *j, int64_t task, int sgemm);

@@ -185,6 +185,63 @@ static void dot_tile(void *ctx, int64_t task) {
 }
 // end::linear_tile[]
 
+// ---------------------------------------------------------------- prefill panels (Q5_0, AVX-512)
+// Tokens go 8 at a time through ggr_panel_q5_0_avx512 (see prefill_avx512.c for why it is
+// faster and why its results are the one-row kernel's bit for bit). One task = tile_rows rows
+// times every panel; inside, PANEL_ROWS rows (a few KB of weights, kept in L1) meet each panel.
+#define PANEL_ROWS 16
+typedef struct {
+    const uint8_t *w;
+    int64_t rows, row_bytes, nb, n_tokens, n_groups, tile_rows;
+    const block_q8_0x *xq; // (T, nb)
+    ggr_panel8 *panels;    // (n_groups, nb)
+    float *y;
+} panel_job;
+
+static void pack_group(void *ctx, int64_t g) {
+    const panel_job *j = ctx;
+    const block_q8_0x *x[8];
+    for (int t = 0; t < 8; t++)
+        x[t] = g * 8 + t < j->n_tokens ? j->xq + (g * 8 + t) * j->nb : NULL;
+    ggr_pack_panel8((int)j->nb, x, 16, j->panels + g * j->nb);
+}
+
+static void panel_tile(void *ctx, int64_t task) {
+    const panel_job *j = ctx;
+    const int64_t r0 = task * j->tile_rows;
+    const int64_t r1 = r0 + j->tile_rows < j->rows ? r0 + j->tile_rows : j->rows;
+    float out[PANEL_ROWS * 8];
+    for (int64_t rc = r0; rc < r1; rc += PANEL_ROWS) {
+        const int n = (int)(r1 - rc < PANEL_ROWS ? r1 - rc : PANEL_ROWS);
+        for (int64_t g = 0; g < j->n_groups; g++) {
+            ggr_panel_q5_0_avx512((int)j->nb, j->w + rc * j->row_bytes, j->row_bytes, n,
+                                  j->panels + g * j->nb, out);
+            const int nt = (int)(j->n_tokens - g * 8 < 8 ? j->n_tokens - g * 8 : 8);
+            for (int t = 0; t < nt; t++) {
+                float *yt = j->y + (g * 8 + t) * j->rows + rc;
+                for (int r = 0; r < n; r++) yt[r] = out[r * 8 + t];
+            }
+        }
+    }
+}
+
+// 0 if done, else GGR_ERR_NOMEM (the caller then takes the general path).
+static int linear_panels(const uint8_t *w, int64_t rows, int64_t cols, const uint8_t *xq,
+                         int64_t n_tokens, float *y, int threads) {
+    const int64_t nb = cols / QK, n_groups = (n_tokens + 7) / 8;
+    ggr_panel8 *panels = aligned_alloc(64, (size_t)(n_groups * nb) * sizeof(ggr_panel8));
+    if (!panels) return GGR_ERR_NOMEM;
+    panel_job j = {w, rows, nb * (int64_t)sizeof(block_q5_0), nb, n_tokens, n_groups, 0,
+                   (const block_q8_0x *)xq, panels, y};
+    ggr_pool_run(pack_group, &j, n_groups);
+    int64_t tile = rows / (4 * (int64_t)threads);
+    tile = (tile + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
+    j.tile_rows = tile < PANEL_ROWS ? PANEL_ROWS : tile;
+    ggr_pool_run(panel_tile, &j, (rows + j.tile_rows - 1) / j.tile_rows);
+    free(panels);
+    return GGR_OK;
+}
+
 // Decode (1 token) wants enough row tiles to balance the threads; prefill wants a weight tile
 // small enough to stay in cache while its token block passes over it.
 static void pick_tiles(dot_job *j, int threads) {
@@ -225,6 +282,11 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
     }
 
     // 2. dot products, tiled over rows and tokens
+    if (qtype == GGR_Q5_0 && isa >= ISA_AVX512 && n_tokens >= 8 &&
+        linear_panels(w, rows, cols, xq, n_tokens, y, threads) == GGR_OK) {
+        free(xq);
+        return GGR_OK;
+    }
     const int64_t row_bytes = cols / f->block_elems * f->block_bytes;
     dot_job dj = {pick_dot(f, isa), pick_dotn(f, isa), w, rows, cols, row_bytes, xq,
                   xq_row_bytes,     n_tokens,          y, 0,    0,    0};

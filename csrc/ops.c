@@ -26,7 +26,7 @@ static void axpy(int n, float a, const float *x, float *y) {
 // ---------------------------------------------------------------- RMS norm
 typedef struct {
     const float *x, *w;
-    int64_t d;
+    int64_t n, d;
     float eps;
     int add_one;
     float *y;
@@ -36,31 +36,57 @@ typedef struct {
 // y = x / sqrt(mean(x^2) + eps) * w   (w + 1 with add_one: Hugging Face Gemma checkpoints store
 // w - 1; GGUF files already store w). As in ggml: squares in float, their sum in double, the
 // mean and the scale in float, then y = (x * scale) * w.
-static void rms_norm_row(void *ctx, int64_t r) {
-    const norm_job *j = ctx;
+static void rms_norm_row(const norm_job *j, int64_t r, double s0, double s1) {
     const float *x = j->x + r * j->d;
     float *y = j->y + r * j->d;
-    double s0 = 0.0, s1 = 0.0;
-    int64_t i = 0;
-    for (; i + 2 <= j->d; i += 2) {
-        s0 += (double)(x[i] * x[i]);
-        s1 += (double)(x[i + 1] * x[i + 1]);
-    }
-    for (; i < j->d; i++) s0 += (double)(x[i] * x[i]);
     const float mean = (float)((s0 + s1) / (double)j->d);
     const float scale = 1.0f / sqrtf(mean + j->eps);
-    for (i = 0; i < j->d; i++) y[i] = (x[i] * scale) * (j->add_one ? 1.0f + j->w[i] : j->w[i]);
+    for (int64_t i = 0; i < j->d; i++)
+        y[i] = (x[i] * scale) * (j->add_one ? 1.0f + j->w[i] : j->w[i]);
+}
+
+// Rows 4 task .. 4 task + 3. Each row's sum is a chain of double additions (two: even and odd
+// elements, ggml's order); the four rows' chains run side by side, which hides their latency.
+static void rms_norm_rows(void *ctx, int64_t task) {
+    const norm_job *j = ctx;
+    const int64_t r0 = task * 4, nr = j->n - r0 < 4 ? j->n - r0 : 4;
+    double s[4][2] = {{0.0}};
+    int64_t i = 0;
+    if (nr == 4) {
+        const float *x0 = j->x + r0 * j->d, *x1 = x0 + j->d, *x2 = x1 + j->d, *x3 = x2 + j->d;
+        for (; i + 2 <= j->d; i += 2) {
+            s[0][0] += (double)(x0[i] * x0[i]);
+            s[0][1] += (double)(x0[i + 1] * x0[i + 1]);
+            s[1][0] += (double)(x1[i] * x1[i]);
+            s[1][1] += (double)(x1[i + 1] * x1[i + 1]);
+            s[2][0] += (double)(x2[i] * x2[i]);
+            s[2][1] += (double)(x2[i + 1] * x2[i + 1]);
+            s[3][0] += (double)(x3[i] * x3[i]);
+            s[3][1] += (double)(x3[i + 1] * x3[i + 1]);
+        }
+    }
+    for (int64_t k = 0; k < nr; k++) {
+        const float *x = j->x + (r0 + k) * j->d;
+        int64_t e = i;
+        for (; e + 2 <= j->d; e += 2) {
+            s[k][0] += (double)(x[e] * x[e]);
+            s[k][1] += (double)(x[e + 1] * x[e + 1]);
+        }
+        for (; e < j->d; e++) s[k][0] += (double)(x[e] * x[e]);
+        rms_norm_row(j, r0 + k, s[k][0], s[k][1]);
+    }
 }
 // end::rms_norm[]
 
 int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, int add_one,
                  float *y) {
     if (n < 0 || d <= 0) return GGR_ERR_SHAPE;
-    norm_job j = {x, w, d, eps, add_one, y};
+    norm_job j = {x, w, n, d, eps, add_one, y};
+    const int64_t tasks = (n + 3) / 4;
     if (n * d >= 65536)
-        ggr_pool_run(rms_norm_row, &j, n);
+        ggr_pool_run(rms_norm_rows, &j, tasks);
     else
-        for (int64_t r = 0; r < n; r++) rms_norm_row(&j, r);
+        for (int64_t t = 0; t < tasks; t++) rms_norm_rows(&j, t);
     return GGR_OK;
 }
 
@@ -278,12 +304,16 @@ int ggr_attention(const float *q, const float *k_cache, const float *v_cache, in
         head_dim > 1024 || pos0 < 0 || pos0 + n_tokens > n_ctx || window < 0 ||
         mode < GGR_ATTN_F32 || mode > GGR_ATTN_GGML)
         return GGR_ERR_SHAPE;
+    // Prefill: the heads of one KV head go 4 to a task (K and V read once for all of them);
+    // a few tokens (decode) keep one head per task so that every thread gets work.
+    const int64_t group = n_head / n_kv_head;
+    const int64_t hpt = group % 4 == 0 && n_tokens >= 2 * ggr_pool_threads() ? 4 : 1;
     ggml_attn_task a = {{q, k_cache, v_cache, n_head, n_kv_head, head_dim, n_ctx, pos0, window,
-                         scale, softcap, mode, out, 0},
+                         scale, softcap, mode, hpt, out, 0},
                         mode == GGR_ATTN_GGML && n_tokens >= 2};
     if (mode == GGR_ATTN_F32)
         ggr_pool_run(attend, &a.job, n_tokens * n_head);
     else
-        ggr_pool_run(attend_ggml, &a, n_tokens * n_head);
+        ggr_pool_run(attend_ggml, &a, n_tokens * n_head / hpt);
     return a.job.failed ? GGR_ERR_NOMEM : GGR_OK;
 }

@@ -415,6 +415,8 @@ GGML_CASES = [  # n_tokens, n_head, n_kv_head, head_dim, pos0, window
     (1, 2, 2, 32, 9, 0),  # head_dim 32: every element in ggml_vec_dot_f16's double leftovers
     (5, 4, 1, 256, 60, 0),
     (6, 4, 2, 64, 130, 50),
+    (9, 8, 2, 64, 150, 120),  # prefill, 4 heads per KV head: K and V rows shared by 4 heads
+    (17, 4, 1, 128, 90, 0),
 ]
 
 
