@@ -29,6 +29,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 
 from ggufref import formats, kernels
+from ggufref.bench_kernels import random_weight
 from ggufref.weights import QuantTensor
 
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
@@ -39,29 +40,6 @@ ISAS = kernels.ISA_NAMES[: kernels.ISA_NAMES.index(kernels.best_isa()) + 1]
 
 
 # ---------------------------------------------------------------- random valid blocks
-def random_weight(qtype: T, rows: int, cols: int, rng: np.random.Generator) -> QuantTensor:
-    """Random bytes, with every half-precision scale field (d, m, dmin) set to a small finite
-    value; float formats get normal-distributed values."""
-    if qtype in FLOAT_TYPES:
-        v = rng.standard_normal((rows, cols)).astype(np.float32)
-        if qtype == T.F16:
-            raw = v.astype(np.float16).view(np.uint8)
-        elif qtype == T.BF16:
-            raw = (v.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
-        else:
-            raw = v.view(np.uint8)
-        return QuantTensor(qtype, (rows, cols), np.ascontiguousarray(raw).reshape(rows, -1))
-    lay = formats.layout(qtype)
-    nb = cols // lay.block_elems
-    raw = rng.integers(0, 256, (rows, nb, lay.block_bytes), dtype=np.uint8)
-    for f in lay.fields:
-        if f.dtype == "f2":
-            start = lay.offsets()[f.name]
-            scale = rng.uniform(1e-3, 1e-2, (rows, nb, f.count)).astype(np.float16)
-            raw[:, :, start : start + 2 * f.count] = scale.view(np.uint8).reshape(rows, nb, -1)
-    return QuantTensor(qtype, (rows, cols), raw.reshape(rows, -1))
-
-
 def dequantized(w: QuantTensor) -> np.ndarray:
     """float64 (rows, cols) from gguf's own decoder (the oracle, not ours)."""
     return gq.dequantize(w.data, w.qtype).reshape(w.shape).astype(np.float64)

@@ -42,9 +42,12 @@ MATMUL_TOKENS = (64, 256)
 STREAM_BYTES = 1 << 30
 
 
-def random_weight(qtype: T, rows: int, cols: int, seed: int = 0) -> QuantTensor:
-    """Random valid blocks: random bytes with every half-precision scale set to a small value."""
-    rng = np.random.default_rng(seed)
+def random_weight(
+    qtype: T, rows: int, cols: int, seed: int | np.random.Generator = 0
+) -> QuantTensor:
+    """Random valid blocks: random bytes with every half-precision scale set to a small value
+    (float formats: normal values). Also the kernel tests' weights."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     lay = formats.layout(qtype)
     if qtype in FLOAT_FORMATS:
         v = rng.standard_normal((rows, cols), dtype=np.float32)
