@@ -16,12 +16,9 @@ time limit, and the Python heap never grows past a bound proportional to the fil
 from __future__ import annotations
 
 import importlib.util
-import signal
 import struct
 import sys
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,22 +54,8 @@ HEAP_SLACK = 1 << 20  # fixed overhead: numpy scratch, lazily imported modules (
 HEAP_PER_FILE_BYTE = 8  # per-KV / per-tensor Python objects: a few times the bytes they describe
 
 
-class _Timeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def on_alarm(signum, frame):  # type: ignore[no-untyped-def]
-        raise _Timeout(f"no verdict after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+# The fuzz tool's hang guard (SIGALRM): a case past the limit raises fuzz.Hang and fails.
+time_limit = fuzz.hang_guard
 
 
 def verdict(data: bytes, *, measure: bool = False, deep: bool = True) -> str:
