@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggufref.chat_session import ChatSession, common_prefix
+from ggufref.chat_session import ChatSession
 from ggufref.cli.chat_cmd import select_tools
 from ggufref.errors import ToolCallError
-from ggufref.generate import Engine
+from ggufref.generate import Engine, common_prefix
 from ggufref.testing.models import write_model
 
 PYSRC = str(Path(__file__).resolve().parents[1] / "pysrc")
@@ -158,14 +158,14 @@ def spy_on_forward(engine: Engine) -> list[tuple[int, int, np.ndarray]]:
 def test_second_turn_prefills_only_new_tokens(qwen3):
     engine = Engine(qwen3, progress=False)
     session = ChatSession(engine, max_tokens=12)
-    ids1 = session.completer.encode_prompt(
+    ids1 = session.engine.encode_rendered(
         session.template.render([{"role": "user", "content": "hello there"}])
     )
     session.ask("hello there")
 
     forwarded = spy_on_forward(engine)
     convo = [*session.messages, {"role": "user", "content": "and now?"}]
-    ids2 = session.completer.encode_prompt(session.template.render(convo))
+    ids2 = session.engine.encode_rendered(session.template.render(convo))
     turn = session.ask("and now?")
 
     assert common_prefix(ids1, ids2) == len(ids1)  # the new prompt extends the old one
@@ -204,12 +204,10 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_session(qwen3):
     assert session.messages == []
 
 
-def test_resync_after_a_forward_pass_cut_short(qwen3):
-    """Ctrl-C inside a prefill: the cache holds K/V of the new tokens at positions that the
-    engine's list of cached ids still attributes to the old ones. After ``resync`` the next
-    prompt must not reuse them."""
-    from ggufref.chat_session import EngineCompleter
-
+def test_a_prefill_cut_short_leaves_only_valid_cached_ids(qwen3):
+    """Ctrl-C inside a prefill: the cache holds K/V of the new tokens at positions the old
+    prompt used. The engine must forget those ids by itself, so the next prompt does not
+    reuse them."""
     engine = Engine(qwen3, progress=False)
     ids_a = engine.encode("the first prompt, long enough to matter here")
     ids_b = ids_a[:3] + engine.encode(" something else entirely", add_bos=False)
@@ -225,8 +223,7 @@ def test_resync_after_a_forward_pass_cut_short(qwen3):
     with pytest.raises(KeyboardInterrupt):
         engine.generate(ids_b, 1)
     engine.model.forward = real_forward  # type: ignore[method-assign]
-    EngineCompleter(engine).resync()
-    assert engine._cached == ids_a[:3]
+    assert engine.cached_tokens == ids_a[:3]
 
     ids_c = ids_a + engine.encode(" and more", add_bos=False)
     forwarded = spy_on_forward(engine)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ggufref.agent import AgentResult, EventHandler, cut_at_stop, run_agent
 from ggufref.chat import TEMPLATE_KEY, ChatTemplate
-from ggufref.generate import Engine
+from ggufref.generate import Engine, common_prefix
 from ggufref.sampling import GREEDY, SamplerConfig
 from ggufref.tools import ToolRegistry, split_reasoning
 
@@ -48,21 +48,12 @@ class CompletionStats:
         return self.prompt_tokens - self.reused_tokens
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 # tag::engine_completer[]
 class EngineCompleter:
     """The agent loop's Completer on top of ``Engine.generate``, with sampling and statistics.
 
-    Like ``Engine.complete``: special-token text in the prompt is parsed, and no BOS is added
-    when the rendered template already starts with it. The reply is capped at the room left in
+    The prompt is encoded with ``Engine.encode_rendered`` (special tokens parsed, no second
+    BOS). The reply is capped at the room left in
     the context; a prompt that does not fit raises ModelError.
     """
 
@@ -77,12 +68,6 @@ class EngineCompleter:
         self.stop_ids = frozenset(engine.tokenizer.eot_ids) | extra_stop_ids
         self.calls: list[CompletionStats] = []
 
-    def encode_prompt(self, prompt: str) -> list[int]:
-        tok = self.engine.tokenizer
-        bos_text = tok.tokens[tok.bos_id] if tok.bos_id is not None else ""
-        add_bos = False if bos_text and prompt.startswith(bos_text) else None
-        return self.engine.encode(prompt, add_bos=add_bos, parse_special=True)
-
     def complete(
         self,
         prompt: str,
@@ -92,11 +77,11 @@ class EngineCompleter:
         on_text: Callable[[str], None] | None = None,
     ) -> str:
         engine = self.engine
-        ids = self.encode_prompt(prompt)  # (n_prompt,)
+        ids = engine.encode_rendered(prompt)  # (n_prompt,)
         engine.check_fits(len(ids), 1)
         room = engine.n_ctx - len(ids)
         # the engine always recomputes the last prompt position, hence len(ids) - 1
-        reused = min(common_prefix(self.cached_tokens(), ids), len(ids) - 1)
+        reused = min(common_prefix(engine.cached_tokens, ids), len(ids) - 1)
         stats = CompletionStats(prompt_tokens=len(ids), reused_tokens=reused)
         self.calls.append(stats)
         gen = engine.generate(
@@ -116,28 +101,12 @@ class EngineCompleter:
 
     # end::engine_completer[]
 
-    def cached_tokens(self) -> list[int]:
-        # Engine keeps the ids whose K/V the cache holds in `_cached` (no public accessor yet).
-        return list(getattr(self.engine, "_cached", []))
-
-    def resync(self) -> None:
-        """After an interrupt: forget cached ids beyond the positions the cache really holds.
-
-        A forward pass cut short leaves ``cache.n_past`` at its start while ``_cached`` may
-        still list ids (from the previous turn) for positions the pass half-overwrote.
-        """
-        engine = self.engine
-        n_past = engine.model.cache.n_past
-        if hasattr(engine, "_cached"):
-            engine._cached = engine._cached[:n_past]
-
 
 def template_metadata(engine: Engine) -> dict[str, Any]:
     """The few GGUF keys ``ChatTemplate.for_model`` reads (without copying the whole vocab)."""
     f = engine.file
     wanted = ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")
-    keys = f.keys()  # noqa: SIM118 (a GGUFFile is not iterable)
-    meta = {k: f.get(k) for k in keys if k.startswith(TEMPLATE_KEY) or k in wanted}
+    meta = f.with_prefix(TEMPLATE_KEY) | {k: f.get(k) for k in wanted if k in f}
     meta["tokenizer.ggml.tokens"] = engine.tokenizer.tokens
     return meta
 
@@ -225,7 +194,6 @@ class ChatSession:
             else:
                 result = self._plain_reply([*self.messages, user], on_event)
         except KeyboardInterrupt:
-            self.completer.resync()
             partial = cut_at_stop("".join(streamed), self.template.stop_strings()).strip()
             if partial:
                 self.messages += [user, {"role": "assistant", "content": partial}]

@@ -68,6 +68,16 @@ def tokenizer_metadata(f: GGUFFile) -> dict[str, object]:
     return f.with_prefix("tokenizer.")
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading ids two token lists share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class Engine:
     """A model ready to generate: weights mapped, tokenizer built, KV cache allocated."""
 
@@ -102,6 +112,14 @@ class Engine:
     ) -> list[int]:
         return self.tokenizer.encode(text, add_bos=add_bos, parse_special=parse_special)
 
+    def encode_rendered(self, prompt: str) -> list[int]:
+        """A prompt rendered by a chat template: its special-token text is parsed, and no BOS is
+        added when the template already wrote one."""
+        tok = self.tokenizer
+        bos_text = tok.tokens[tok.bos_id] if tok.bos_id is not None else ""
+        add_bos = False if bos_text and prompt.startswith(bos_text) else None
+        return self.encode(prompt, add_bos=add_bos, parse_special=True)
+
     def check_fits(self, n_prompt: int, max_tokens: int) -> None:
         if n_prompt == 0:
             raise ModelError("the prompt is empty (no tokens to start from)")
@@ -124,11 +142,7 @@ class Engine:
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
         """Run the part of `ids` the cache does not hold yet: (logits of the last position,
         number of tokens actually run)."""
-        keep = 0
-        for a, b in zip(self._cached, ids[:-1], strict=False):  # always recompute the last one
-            if a != b:
-                break
-            keep += 1
+        keep = common_prefix(self._cached, ids[:-1])  # always recompute the last one
         self.model.cache.truncate(keep)
         self._cached = list(ids[:keep])  # an interrupted pass leaves only what is valid
         logits = self.model.forward(ids[keep:], keep)
@@ -190,28 +204,3 @@ class Engine:
         return out
 
     # end::generate_loop[]
-
-    def complete(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int,
-        stop: list[str],
-        on_text: Callable[[str], None] | None = None,
-        sampler: SamplerConfig = GREEDY,
-    ) -> str:
-        """Text in, text out (the agent loop's Completer): special tokens in `prompt` are parsed,
-        and no BOS is added when the rendered template already starts with it."""
-        bos = self.tokenizer.bos_id
-        bos_text = self.tokenizer.tokens[bos] if bos is not None else None
-        add_bos = None if not (bos_text and prompt.startswith(bos_text)) else False
-        ids = self.encode(prompt, add_bos=add_bos, parse_special=True)
-        room = self.n_ctx - len(ids)
-        if room <= 0:
-            self.check_fits(len(ids), 1)
-        gen = self.generate(ids, min(max_tokens, room), sampler, stop_strings=stop, on_text=on_text)
-        text = gen.text
-        for s in stop:
-            if s in text:
-                text = text[: text.index(s)]
-        return text
