@@ -18,7 +18,7 @@ import numpy as np
 
 from ggufref import kernels
 from ggufref.errors import ModelError
-from ggufref.gguf_file import GGUFFile, open_gguf
+from ggufref.gguf_file import open_gguf
 from ggufref.model import Model
 from ggufref.models import resolve_model
 from ggufref.sampling import GREEDY, Sampler, SamplerConfig
@@ -61,11 +61,6 @@ class Generation:
     stop_reason: str = "length"  # "length", "eos" or "stop"
     top_logits: list[list[tuple[int, float]]] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
-
-
-def tokenizer_metadata(f: GGUFFile) -> dict[str, object]:
-    """The ``tokenizer.*`` keys (vocabulary, chat template...) as plain values."""
-    return f.with_prefix("tokenizer.")
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -210,7 +210,6 @@ class Model:
         check_kv_memory(cfg, n_ctx)
         self.cache = KVCache(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
         self._forward = _forward_for(cfg.arch)
-        self.profile: dict[str, float] | None = None
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (n,) -> float32 (n, n_embd): decode just these rows of token_embd."""
