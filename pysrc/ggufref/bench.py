@@ -282,8 +282,9 @@ if __name__ == "__main__":
 
 
 def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024) -> str:
-    """Time each operation of the forward pass during greedy decode (wrappers are installed
-    around the functions the model modules call, so the model code itself stays plain)."""
+    """Time each operation of the forward pass during greedy decode. Timing wrappers replace
+    the FAST ops set's methods for the run (and are removed after it), so the model code
+    itself stays plain."""
     from collections import defaultdict
 
     from ggufref.generate import Engine
@@ -320,13 +321,17 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
     FastOps.linear = staticmethod(linear)  # type: ignore[assignment]
     e.model.cache.store = timed("kv store", e.model.cache.store)  # type: ignore[method-assign]
     e.model.embed = timed("embed", e.model.embed)  # type: ignore[method-assign]
-    ids = e.encode(SHORT_PROMPT)
-    e.generate(ids, 2)
-    spent.clear()
-    calls.clear()
-    t = time.perf_counter()
-    g = e.generate(ids, n_tokens, stop_ids=set())
-    total = time.perf_counter() - t - g.timings.prefill_s
+    try:
+        ids = e.encode(SHORT_PROMPT)
+        e.generate(ids, 2)
+        spent.clear()
+        calls.clear()
+        t = time.perf_counter()
+        g = e.generate(ids, n_tokens, stop_ids=set())
+        total = time.perf_counter() - t - g.timings.prefill_s
+    finally:
+        for name, fn in originals.items():
+            setattr(FastOps, name, staticmethod(fn))
     steps = max(1, g.timings.decode_tokens)
     lines = [
         f"decode profile: {steps} tokens, {1000 * total / steps:.2f} ms/token, "
@@ -338,8 +343,6 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
             f"{name:<22}{1000 * s / steps:>10.3f}{100 * s / total:>7.1f}%"
             f"{calls[name] / steps:>13.1f}"
         )
-    for name, fn in originals.items():
-        setattr(FastOps, name, staticmethod(fn))
     other = total - sum(spent.values())
     lines.append(
         f"{'python + sampling':<22}{1000 * other / steps:>10.3f}{100 * other / total:>7.1f}%"
