@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ggufref import kernels
+
 F32 = np.float32
 
 
@@ -162,8 +164,6 @@ class RefOps:
 
     @staticmethod
     def linear(x: np.ndarray, w: object) -> np.ndarray:
-        from ggufref import kernels
-
         return kernels.linear(x, w)  # type: ignore[arg-type]
 
 
@@ -172,8 +172,6 @@ class FastOps(RefOps):
 
     @staticmethod
     def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-        from ggufref import kernels
-
         flat = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
         return kernels.rms_norm(flat, w, eps).reshape(x.shape)
 
@@ -181,8 +179,6 @@ class FastOps(RefOps):
     def rope(
         x: np.ndarray, positions: np.ndarray, base: float, neox: bool, freq_scale: float = 1.0
     ) -> np.ndarray:
-        from ggufref import kernels
-
         x = np.ascontiguousarray(x)
         return kernels.rope(x, positions.astype(np.int32), base, neox, freq_scale)
 
@@ -195,8 +191,6 @@ class FastOps(RefOps):
         scale: float,
         window: int = 0,
     ) -> np.ndarray:
-        from ggufref import kernels
-
         return kernels.attention(
             np.ascontiguousarray(q),
             k_layer,
@@ -210,14 +204,10 @@ class FastOps(RefOps):
 
     @staticmethod
     def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-        from ggufref import kernels
-
         return kernels.gelu_tanh_mul(gate, up, out=gate)
 
     @staticmethod
     def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-        from ggufref import kernels
-
         return kernels.silu_mul(gate, up, out=gate)
 
 
