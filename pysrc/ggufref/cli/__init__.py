@@ -13,7 +13,17 @@ from collections.abc import Sequence
 
 from ggufref.errors import GgufrefError
 
-COMMANDS = ("inspect", "generate", "chat", "bench", "smoke", "tokenize", "docs_gen")
+COMMANDS = (
+    "inspect",
+    "generate",
+    "chat",
+    "bench",
+    "smoke",
+    "tokenize",
+    "models",
+    "pull",
+    "docs_gen",
+)
 EXIT_USER_ERROR = 2
 
 
@@ -48,6 +58,9 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ggufref.cli.common import tolerant_stdin
+
+    tolerant_stdin()  # piped chat input with invalid UTF-8 becomes U+FFFD, not a traceback
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
