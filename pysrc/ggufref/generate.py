@@ -82,15 +82,16 @@ class Engine:
         n_ctx: int | None = None,
         threads: int | None = None,
         progress: bool = True,
+        weights: str = "quantized",
     ):
         t0 = time.perf_counter()
         self.path: Path = resolve_model(model, progress=progress)
         self.file = open_gguf(self.path)
         if threads:
             kernels.set_threads(threads)
-        self.model = Model(self.file, n_ctx)
+        self.model = Model(self.file, n_ctx, weights=weights)  # "dequantized": dequantized.py
         self.tokenizer = Tokenizer.from_gguf(self.file)
-        self.load_s = time.perf_counter() - t0
+        self.load_s = time.perf_counter() - t0  # dequantizing, when asked, happens in here
         self._cached: list[int] = []  # the token ids whose K/V the cache holds, in order
 
     @property

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ggufref import formats
+from ggufref.dequantized import DenseTensor
 
 try:
     from ggufref._kernels import ffi, lib
@@ -137,6 +138,8 @@ def linear(
     isa: None/"auto" (best for this CPU), or "scalar" / "avx2" / "avx512" to pin the kernels
     returns float32 (T, rows), or (rows,) for a 1-D x
     """
+    if isinstance(w, DenseTensor):  # --weights dequantized: the seed's FP32 path, plain BLAS
+        return w.linear(x) if out is None else np.matmul(x, w.wt, out=out)
     qtype, rows, cols, w_ptr = _weight_args(w)
     _f32("x", x)
     if x.ndim not in (1, 2) or x.shape[-1] != cols:

@@ -66,6 +66,10 @@ class QuantTensor:
             stop - start, self.cols
         )
 
+    def embed_rows(self, tokens: np.ndarray) -> np.ndarray:
+        """tokens (n,) -> float32 (n, cols): decode just these rows (an embedding lookup)."""
+        return formats.dequantize(self.qtype, self.data[tokens]).reshape(len(tokens), self.cols)
+
     def dequantize(self) -> np.ndarray:
         """float32 (rows, cols) through the numpy reference decoder. For tests and small tensors:
         the engine itself never calls this on a weight matrix."""
@@ -105,6 +109,22 @@ class GroupPlan:
     fp32_bytes: int = 0  # what a dequantized FP32 copy would take
 
 
+# tag::kv_cache_bytes[]
+def kv_cache_bytes(
+    n_layer: int, n_head_kv: int, head_dim: int, head_dim_v: int, n_ctx: int, elem_bytes: int = 4
+) -> int:
+    """Bytes of a KV cache: K (n_layer, n_head_kv, n_ctx, head_dim) + V (..., head_dim_v).
+
+    The one formula behind `inspect`, `plan` and the engine's memory check. elem_bytes 4 is our
+    float32 cache; 2 is llama.cpp's default fp16 cache. Every layer holds all n_ctx positions,
+    sliding-window layers included (neither engine shrinks those).
+    """
+    return elem_bytes * n_layer * n_head_kv * n_ctx * (head_dim + head_dim_v)
+
+
+# end::kv_cache_bytes[]
+
+
 # tag::memory_plan[]
 @dataclass
 class MemoryPlan:
@@ -132,12 +152,12 @@ class MemoryPlan:
             g.tensors += 1
             g.stored_bytes += nbytes
             g.fp32_bytes += 4 * n_elems
-        per_pos = n_layer * n_head_kv * (head_dim + head_dim_v)
+        kv = (n_layer, n_head_kv, head_dim, head_dim_v, n_ctx)
         return cls(
             [g for g in groups.values() if g.tensors],
             n_ctx,
-            4 * per_pos * n_ctx,
-            2 * per_pos * n_ctx,
+            kv_cache_bytes(*kv, elem_bytes=4),
+            kv_cache_bytes(*kv, elem_bytes=2),
         )
 
     @property

@@ -54,3 +54,30 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+WEIGHT_MODES = ("quantized", "dequantized")  # the Engine's `weights=` keyword
+
+
+def _weight_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in WEIGHT_MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(
+            f"expected {' or '.join(WEIGHT_MODES)} (comma-separated for bench), got {text!r:.40}"
+        )
+    return list(dict.fromkeys(modes))
+
+
+def add_weights_arg(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """--weights quantized (default: blocks stay mapped) | dequantized (the seed's FP32 path).
+    With several=True (bench), a comma-separated list runs each mode: args.weights is a list."""
+    p.add_argument(
+        "--weights",
+        type=_weight_modes if several else str,
+        choices=None if several else WEIGHT_MODES,
+        default=["quantized"] if several else "quantized",
+        help="quantized: weights stay in their GGUF blocks (default); dequantized: every matrix "
+        "decoded to FP32 and transposed at load, as the seed project did"
+        + (" (comma-separated: run both)" if several else ""),
+    )

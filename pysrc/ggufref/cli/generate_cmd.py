@@ -9,6 +9,7 @@ import sys
 from ggufref.cli.common import (
     add_model_arg,
     add_threads_arg,
+    add_weights_arg,
     non_negative_float,
     peak_rss_mb,
     positive_int,
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="context size (default: 1024 or the model's trained context if smaller)",
     )
     add_threads_arg(p)
+    add_weights_arg(p)
     add_sampling_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument(
@@ -97,7 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ggufref.generate import Engine
 
-    engine = Engine(args.model, n_ctx=args.ctx, threads=args.threads, progress=not args.json)
+    engine = Engine(
+        args.model,
+        n_ctx=args.ctx,
+        threads=args.threads,
+        progress=not args.json,
+        weights=args.weights,
+    )
     ids = engine.encode(
         args.prompt, add_bos=False if args.no_bos else None, parse_special=args.special
     )

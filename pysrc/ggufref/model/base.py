@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ggufref import formats
 from ggufref.config import ModelConfig
 from ggufref.errors import GGUFError, ModelError
 from ggufref.gguf_file import GGUFFile
@@ -139,6 +138,11 @@ def _check_io_shapes(
     _check_vector(f, "output_norm.weight", norm, cfg.n_embd)
 
 
+def kv_cache_need(cfg: ModelConfig, n_ctx: int) -> int:
+    """Bytes of our float32 K + V cache for n_ctx positions (the one formula, weights.py)."""
+    return KVCache.bytes_for(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
+
+
 # tag::kv_memory_check[]
 def check_kv_memory(cfg: ModelConfig, n_ctx: int) -> None:
     """Refuse a context whose KV cache cannot fit in memory, before allocating it.
@@ -146,7 +150,7 @@ def check_kv_memory(cfg: ModelConfig, n_ctx: int) -> None:
     np.zeros would not fail at once (the pages are mapped lazily): the process would be killed
     by the OOM killer half-way through a long generation instead.
     """
-    need = 4 * cfg.n_layer * cfg.n_head_kv * n_ctx * (cfg.head_dim + cfg.head_dim_v)  # f32 K + V
+    need = kv_cache_need(cfg, n_ctx)
     have = available_memory()
     if have is not None and need > have:
         raise ModelError(
@@ -190,7 +194,7 @@ DEFAULT_CTX = 1024  # positions the KV cache holds when no size is asked for
 class Model:
     """A model ready to run: weights mapped from the file, a KV cache of n_ctx positions."""
 
-    def __init__(self, f: GGUFFile, n_ctx: int | None = None):
+    def __init__(self, f: GGUFFile, n_ctx: int | None = None, weights: str = "quantized"):
         self.file = f
         self.cfg = cfg = ModelConfig.from_gguf(f)
         n_ctx = n_ctx or min(cfg.n_ctx_train, DEFAULT_CTX)
@@ -207,6 +211,13 @@ class Model:
         _check_io_shapes(f, cfg, self.token_embd, self.output, self.output_norm)
         self.layers = [load_layer(f, cfg, i) for i in range(cfg.n_layer)]
         f.check_scales()  # a NaN/inf block scale, named here rather than as NaN logits later
+        self.weights = weights
+        if weights == "dequantized":  # the seed's path: FP32 [in, out] copies (dequantized.py)
+            from ggufref.dequantized import dequantize_model
+
+            dequantize_model(self, kv_cache_need(cfg, n_ctx), available_memory())
+        elif weights != "quantized":
+            raise ModelError(f"weights must be 'quantized' or 'dequantized', got {weights!r}")
         check_kv_memory(cfg, n_ctx)
         self.cache = KVCache(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
         self._forward = _forward_for(cfg.arch)
@@ -215,8 +226,7 @@ class Model:
         """tokens (n,) -> float32 (n, n_embd): decode just these rows of token_embd."""
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.token_embd.rows):
             raise ModelError(f"token id out of range 0..{self.token_embd.rows - 1}")
-        rows = self.token_embd.data[tokens]  # (n, row_bytes)
-        return formats.dequantize(self.token_embd.qtype, rows).reshape(len(tokens), -1)
+        return self.token_embd.embed_rows(tokens)  # (n, n_embd), decoded from those rows only
 
     def forward(
         self, tokens: list[int] | np.ndarray, pos0: int | None = None, all_logits: bool = False

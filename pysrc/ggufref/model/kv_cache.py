@@ -14,6 +14,7 @@ import numpy as np
 
 from ggufref.errors import ModelError
 from ggufref.model.ops import to_f16_precision
+from ggufref.weights import kv_cache_bytes
 
 
 def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
@@ -50,6 +51,11 @@ class KVCache:
     def view(self, layer: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """(k, v) of one layer for positions 0..end-1: (h_kv, end, hd) each, no copy."""
         return self.k[layer, :, :end], self.v[layer, :, :end]
+
+    @staticmethod
+    def bytes_for(n_layer: int, n_head_kv: int, n_ctx: int, head_dim: int, head_dim_v: int) -> int:
+        """What __init__ will allocate, before allocating it (see weights.kv_cache_bytes)."""
+        return kv_cache_bytes(n_layer, n_head_kv, head_dim, head_dim_v, n_ctx)
 
     @property
     def nbytes(self) -> int:
