@@ -220,7 +220,7 @@ class Model:
             raise ModelError(f"weights must be 'quantized' or 'dequantized', got {weights!r}")
         check_kv_memory(cfg, n_ctx)
         self.cache = KVCache(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
-        self._forward = _forward_for(cfg.arch)
+        self._forward = forward_for(cfg.arch)
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (n,) -> float32 (n, n_embd): decode just these rows of token_embd."""
@@ -247,7 +247,8 @@ class Model:
         self.cache.n_past = 0
 
 
-def _forward_for(arch: str) -> Callable[..., np.ndarray]:
+def forward_for(arch: str) -> Callable[..., np.ndarray]:
+    """The forward pass of an architecture: f(model, tokens, pos0, all_logits, ops=FAST)."""
     from ggufref.model import gemma3, llama
 
     if arch == "gemma3":

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ggufref.model.ops import FAST, RefOps
+from ggufref.model.ops import FAST, Ops
 
 if TYPE_CHECKING:
     from ggufref.model.base import Model
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # tag::gemma3_forward[]
 def forward(
-    m: Model, tokens: np.ndarray, pos0: int, all_logits: bool, ops: RefOps = FAST
+    m: Model, tokens: np.ndarray, pos0: int, all_logits: bool, ops: Ops = FAST
 ) -> np.ndarray:
     cfg, n = m.cfg, len(tokens)
     pos = np.arange(pos0, pos0 + n, dtype=np.int32)
@@ -40,8 +40,8 @@ def forward(
         q = ops.rope(ops.rms_norm(q, q_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
         k = ops.rope(ops.rms_norm(k, k_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
         q = q * np.float32(cfg.attn_scale)  # gemma scales Q, then attends with scale 1
-        m.cache.store(il, pos0, k, v)
-        a = ops.attention(q, m.cache.k[il], m.cache.v[il], pos0, 1.0, window)  # (n, h, hd)
+        k_all, v_all = ops.kv(m.cache, il, pos0, k, v)  # (g, n_ctx, hd): the layer's cache
+        a = ops.attention(q, k_all, v_all, pos0, 1.0, window)  # (n, h, hd)
         o = ops.rms_norm(ops.linear(a.reshape(n, -1), lw.wo), post_attn_norm, cfg.rms_eps)
         x = x + o  # gemma: norm after attention, then residual
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)

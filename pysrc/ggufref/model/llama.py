@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ggufref.model.ops import FAST, RefOps
+from ggufref.model.ops import FAST, Ops
 
 if TYPE_CHECKING:
     from ggufref.model.base import Model
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # tag::llama_forward[]
 def forward(
-    m: Model, tokens: np.ndarray, pos0: int, all_logits: bool, ops: RefOps = FAST
+    m: Model, tokens: np.ndarray, pos0: int, all_logits: bool, ops: Ops = FAST
 ) -> np.ndarray:
     cfg, n = m.cfg, len(tokens)
     pos = np.arange(pos0, pos0 + n, dtype=np.int32)
@@ -39,8 +39,8 @@ def forward(
             k = ops.rms_norm(k, lw.k_norm, cfg.rms_eps)
         q = ops.rope(q, pos, cfg.rope_base, cfg.rope_neox, cfg.rope_freq_scale)
         k = ops.rope(k, pos, cfg.rope_base, cfg.rope_neox, cfg.rope_freq_scale)
-        m.cache.store(il, pos0, k, v)
-        a = ops.attention(q, m.cache.k[il], m.cache.v[il], pos0, cfg.attn_scale)  # (n, h, hd)
+        k_all, v_all = ops.kv(m.cache, il, pos0, k, v)  # (g, n_ctx, hd): the layer's cache
+        a = ops.attention(q, k_all, v_all, pos0, cfg.attn_scale)  # (n, h, hd)
         x = x + ops.linear(a.reshape(n, -1), lw.wo)
         # feed-forward block: x += W_down . (silu(W_gate.h) * W_up.h), h = norm(x)
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)

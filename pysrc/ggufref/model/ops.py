@@ -3,7 +3,7 @@
 Legend: n = tokens in this pass, d = width of the normalised axis, h = heads, hd = head dim,
 c = cache positions, f = FFN width.
 
-These follow ggml's CPU arithmetic where it changes results visibly: RMSNorm sums squares in
+The functions follow ggml's CPU arithmetic where it changes results visibly: RMSNorm sums squares in
 double, RoPE angles are built by repeated float32 multiplication, GELU goes through an fp16
 lookup (input and output rounded to fp16), and the KV cache holds fp16-rounded values. The fused
 C versions in ``kernels`` (when built) compute the same formulas; tests compare the two.
@@ -11,9 +11,15 @@ C versions in ``kernels`` (when built) compute the same formulas; tests compare 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ggufref import kernels
+from ggufref import formats, kernels
+
+if TYPE_CHECKING:
+    from ggufref.model.kv_cache import KVCache
+    from ggufref.weights import QuantTensor
 
 F32 = np.float32
 
@@ -121,27 +127,30 @@ def silu(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Two interchangeable sets of operations for the forward passes
 # ---------------------------------------------------------------------------------------------
-# ``REF`` is the numpy above, written to be read; ``FAST`` calls the fused C kernels, which compute
-# the same formulas in the same precision. The forward passes take either: tests run both and
-# compare, the engine runs FAST.
+# The forward passes (llama.py, gemma3.py) take an ``Ops``: the engine runs ``FAST`` (the fused C
+# kernels, ggml's arithmetic: 8-bit activations in the matmuls, fp16 K/V, fp16 GELU table);
+# tests also run ``RefOps()``, exact math in float64 that shares no code with the C side.
 
 
-class RefOps:
-    """The readable numpy versions (slow: every call allocates)."""
+class Ops:
+    """What a forward pass needs besides the weights. Shapes as in the functions above."""
 
-    @staticmethod
-    def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-        return rms_norm(x, w, eps)
+    def rms_norm(self, x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+        raise NotImplementedError
 
-    @staticmethod
     def rope(
-        x: np.ndarray, positions: np.ndarray, base: float, neox: bool, freq_scale: float = 1.0
+        self, x: np.ndarray, positions: np.ndarray, base: float, neox: bool, freq_scale: float = 1.0
     ) -> np.ndarray:
-        cos, sin = rope_angles(positions, x.shape[-1], base, freq_scale)
-        return rope(x, cos, sin, neox)
+        raise NotImplementedError
 
-    @staticmethod
+    def kv(
+        self, cache: KVCache, layer: int, pos0: int, k: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Store k, v (n, h_kv, hd) at positions pos0.., return the layer's (k, v) cache."""
+        raise NotImplementedError
+
     def attention(
+        self,
         q: np.ndarray,
         k_layer: np.ndarray,
         v_layer: np.ndarray,
@@ -149,26 +158,105 @@ class RefOps:
         scale: float,
         window: int = 0,
     ) -> np.ndarray:
-        """k_layer, v_layer: (h_kv, n_ctx, hd), positions 0 .. pos0 + n - 1 filled."""
-        n = q.shape[0]
-        end = pos0 + n
-        return attention(q, k_layer[:, :end], v_layer[:, :end], np.arange(pos0, end), scale, window)
+        raise NotImplementedError
 
-    @staticmethod
-    def gelu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-        return gelu_tanh(gate) * up
+    def gelu_mul(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-    @staticmethod
-    def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-        return silu(gate) * up
+    def silu_mul(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-    @staticmethod
-    def linear(x: np.ndarray, w: object) -> np.ndarray:
-        return kernels.linear(x, w)  # type: ignore[arg-type]
+    def linear(self, x: np.ndarray, w: QuantTensor) -> np.ndarray:
+        raise NotImplementedError
 
 
-class FastOps(RefOps):
-    """The fused C kernels (``ggufref.kernels``), same formulas, in place where possible."""
+# tag::reference_ops[]
+class RefOps(Ops):
+    """Exact math in float64: the textbook formulas, weights decoded by ``formats`` (numpy), no
+    8-bit activations, no fp16 rounding anywhere, its own float64 K/V cache. Slow (every linear
+    decodes its weight) and independent of the C kernels: what FAST is measured against.
+    One instance per sequence: it holds that sequence's K/V."""
+
+    ROW_BLOCK = 4096  # rows of a weight decoded at a time (the 150k-row output matrix in pieces)
+
+    def __init__(self) -> None:
+        self.k: dict[int, np.ndarray] = {}  # layer -> float64 (h_kv, c, hd)
+        self.v: dict[int, np.ndarray] = {}
+
+    def rms_norm(self, x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+    def rope(
+        self, x: np.ndarray, positions: np.ndarray, base: float, neox: bool, freq_scale: float = 1.0
+    ) -> np.ndarray:
+        x = np.asarray(x, np.float64)  # (n, h, hd)
+        hd = x.shape[-1]
+        inv_freq = float(base) ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)  # (hd/2,)
+        theta = (positions.astype(np.float64) * freq_scale)[:, None] * inv_freq  # (n, hd/2)
+        c, s = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+        ia = np.arange(hd // 2) if neox else np.arange(0, hd, 2)  # first of each pair
+        ib = ia + hd // 2 if neox else ia + 1  # its partner
+        out = x.copy()
+        out[..., ia] = x[..., ia] * c - x[..., ib] * s
+        out[..., ib] = x[..., ia] * s + x[..., ib] * c
+        return out
+
+    def kv(
+        self, cache: KVCache, layer: int, pos0: int, k: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        old_k = self.k.get(layer, np.zeros((k.shape[1], 0, k.shape[2])))[:, :pos0]
+        old_v = self.v.get(layer, np.zeros((v.shape[1], 0, v.shape[2])))[:, :pos0]
+        self.k[layer] = np.concatenate([old_k, np.asarray(k, np.float64).transpose(1, 0, 2)], 1)
+        self.v[layer] = np.concatenate([old_v, np.asarray(v, np.float64).transpose(1, 0, 2)], 1)
+        return self.k[layer], self.v[layer]
+
+    def attention(
+        self,
+        q: np.ndarray,
+        k_layer: np.ndarray,
+        v_layer: np.ndarray,
+        pos0: int,
+        scale: float,
+        window: int = 0,
+    ) -> np.ndarray:
+        n, n_head, _ = q.shape  # q (n, h, hd); k_layer, v_layer (g, pos0 + n, hd)
+        group = n_head // k_layer.shape[0]
+        p = np.arange(pos0, pos0 + n)[:, None]  # query positions (n, 1)
+        j = np.arange(k_layer.shape[1])[None, :]  # key positions (1, c)
+        visible = (j <= p) & ((p - j < window) if window else True)
+        k = np.repeat(k_layer, group, axis=0)  # (h, c, hd): query head i reads K/V head i//group
+        v = np.repeat(v_layer, group, axis=0)
+        scores = np.einsum("nhd,hcd->hnc", np.asarray(q, np.float64), k) * scale
+        scores = np.where(visible[None], scores, -np.inf)
+        w = np.exp(scores - scores.max(-1, keepdims=True))
+        w /= w.sum(-1, keepdims=True)
+        return np.einsum("hnc,hcd->nhd", w, v)
+
+    def gelu_mul(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        g = np.asarray(gate, np.float64)
+        return 0.5 * g * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g**3))) * up
+
+    def silu_mul(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        g = np.asarray(gate, np.float64)
+        return g / (1.0 + np.exp(-g)) * up
+
+    def linear(self, x: np.ndarray, w: QuantTensor) -> np.ndarray:
+        """x (n, cols) @ W.T -> (n, rows), W decoded a block of rows at a time and dropped."""
+        x = np.asarray(x, np.float64)
+        y = np.empty((x.shape[0], w.rows))
+        for r in range(0, w.rows, self.ROW_BLOCK):
+            rows = formats.dequantize(w.qtype, w.data[r : r + self.ROW_BLOCK])
+            y[:, r : r + self.ROW_BLOCK] = x @ rows.reshape(-1, w.cols).astype(np.float64).T
+        return y
+
+
+# end::reference_ops[]
+
+
+class FastOps(Ops):
+    """The fused C kernels (``ggufref.kernels``), ggml's arithmetic, in place where possible.
+    Static methods: ``bench --profile`` swaps them for timed wrappers on the class."""
 
     @staticmethod
     def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
@@ -181,6 +269,13 @@ class FastOps(RefOps):
     ) -> np.ndarray:
         x = np.ascontiguousarray(x)
         return kernels.rope(x, positions.astype(np.int32), base, neox, freq_scale)
+
+    @staticmethod
+    def kv(
+        cache: KVCache, layer: int, pos0: int, k: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cache.store(layer, pos0, k, v)
+        return cache.k[layer], cache.v[layer]
 
     @staticmethod
     def attention(
@@ -210,5 +305,9 @@ class FastOps(RefOps):
     def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
         return kernels.silu_mul(gate, up, out=gate)
 
+    @staticmethod
+    def linear(x: np.ndarray, w: QuantTensor) -> np.ndarray:
+        return kernels.linear(x, w)
 
-REF, FAST = RefOps(), FastOps()
+
+FAST = FastOps()
