@@ -23,6 +23,43 @@ ROPE_PAIRING = {
 }
 
 
+# Hyperparameter keys (after the "<arch>." prefix) and the type each must have: a file may
+# store anything under any key, and `inspect` reads these before ModelConfig does.
+INT_KEYS = (
+    "context_length",
+    "embedding_length",
+    "block_count",
+    "feed_forward_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.value_length",
+    "attention.sliding_window",
+    "rope.dimension_count",
+)
+FLOAT_KEYS = ("attention.layer_norm_rms_epsilon", "rope.freq_base", "rope.scaling.factor")
+MAX_HYPERPARAMETER = 2**31 - 1  # every size must fit a C int
+
+
+def check_hyperparameter_types(f: GGUFFile) -> None:
+    """Each hyperparameter present is an int in 0..2**31-1 or a finite number (one-line error)."""
+    for suffix in INT_KEYS + FLOAT_KEYS:
+        key = f.arch_key(suffix)
+        if key not in f:
+            continue
+        value = f.get(key)
+        if suffix in INT_KEYS:
+            ok = type(value) is int and 0 <= value <= MAX_HYPERPARAMETER
+            expected = f"an integer in 0..{MAX_HYPERPARAMETER}"
+        else:
+            ok = type(value) in (int, float) and math.isfinite(value)
+            expected = "a finite number"
+        if not ok:
+            raise ModelError(
+                f"{f.path}: metadata key {key}: found {value!r:.40}, expected {expected}"
+            )
+
+
 # tag::model_config[]
 @dataclass(frozen=True)
 class ModelConfig:
@@ -59,6 +96,7 @@ class ModelConfig:
                 f"{f.path}: architecture {arch!r} is not supported; "
                 f"supported: {', '.join(SUPPORTED_ARCHS)}"
             )
+        check_hyperparameter_types(f)
         n_embd = f.get_int(f.arch_key("embedding_length"))
         n_head = f.get_int(f.arch_key("attention.head_count"))
         n_layer = f.get_int(f.arch_key("block_count"))

@@ -91,6 +91,12 @@ class Engine:
             kernels.set_threads(threads)
         self.model = Model(self.file, n_ctx, weights=weights)  # "dequantized": dequantized.py
         self.tokenizer = Tokenizer.from_gguf(self.file)
+        rows = self.file.tensor("token_embd.weight").shape[0]
+        if self.tokenizer.vocab_size > rows:  # token ids past the embedding would index out
+            raise ModelError(
+                f"{self.path}: tokenizer.ggml.tokens has {self.tokenizer.vocab_size} tokens but "
+                f"token_embd.weight has {rows} rows"
+            )
         self.load_s = time.perf_counter() - t0  # dequantizing, when asked, happens in here
         self._cached: list[int] = []  # the token ids whose K/V the cache holds, in order
 
@@ -167,6 +173,8 @@ class Engine:
         out.timings.prefill_s, out.timings.prefill_tokens = time.perf_counter() - t0, n_run
         t_dec = time.perf_counter()
         while True:
+            # (n_vocab,): a file may have more output rows than tokens; those ids cannot print
+            logits = logits[: self.tokenizer.vocab_size]
             if not np.isfinite(logits).all():
                 raise ModelError("the model produced non-finite logits (corrupt weights?)")
             if top_logits:

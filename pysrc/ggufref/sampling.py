@@ -7,9 +7,12 @@ the same tokens.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ggufref.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,22 @@ class SamplerConfig:
     repeat_penalty: float = 1.0  # 1.0 = off
     repeat_last_n: int = 64
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse values that would turn probabilities into NaN (the CLI checks ranges too)."""
+        finite = (self.temperature, self.top_p, self.min_p, self.repeat_penalty)
+        problems = [
+            (not all(isinstance(v, int | float) and math.isfinite(v) for v in finite), "finite"),
+            (self.temperature < 0, "temperature >= 0"),
+            (not 0.0 <= self.top_p <= 1.0, "top_p in 0..1"),
+            (not 0.0 <= self.min_p <= 1.0, "min_p in 0..1"),
+            (not self.repeat_penalty > 0, "repeat_penalty > 0"),
+            (self.top_k < 0 or self.repeat_last_n < 0, "top_k and repeat_last_n >= 0"),
+            (self.seed is not None and not 0 <= self.seed < 2**64, "seed in 0..2**64-1"),
+        ]
+        for bad, expected in problems:
+            if bad:
+                raise ModelError(f"sampler settings: expected {expected}, got {self}")
 
     @property
     def greedy(self) -> bool:
@@ -35,7 +54,7 @@ def apply_repeat_penalty(logits: np.ndarray, recent: list[int], penalty: float) 
     """Make recently seen tokens less likely: positive logits / penalty, negative * penalty."""
     if penalty == 1.0 or not recent:
         return logits
-    out = logits.copy()
+    out = logits.astype(np.float64)  # float32 would overflow to inf for a tiny penalty
     ids = np.unique(np.asarray(recent, dtype=np.int64))
     seen = out[ids]
     out[ids] = np.where(seen > 0, seen / penalty, seen * penalty)
@@ -60,9 +79,13 @@ def candidates(logits: np.ndarray, cfg: SamplerConfig) -> tuple[np.ndarray, np.n
     if cfg.min_p > 0.0:  # drop tokens less likely than min_p x the best one
         keep = min(keep, max(1, int(np.sum(probs[:keep] >= cfg.min_p * probs[0]))))
     order, z = order[:keep], z[:keep]
-    z = z / cfg.temperature
-    p = np.exp(z - z.max())
-    return order, p / p.sum()
+    with np.errstate(all="ignore"):  # an overflow is handled below, not warned about
+        z = z / cfg.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+    if not np.isfinite(p).all():  # a temperature so small that z overflowed: greedy
+        p = (order == order[0]).astype(np.float64)
+    return order, p
 
 
 # end::filters[]
@@ -86,5 +109,7 @@ class Sampler:
         logits = apply_repeat_penalty(logits, self.recent, self.cfg.repeat_penalty)
         if self.cfg.greedy:
             return int(np.argmax(logits))
+        if not np.isfinite(logits).all():  # NaN must never reach rng.choice
+            raise ModelError("sampler: the logits are not all finite")
         ids, probs = candidates(logits, self.cfg)
         return int(ids[self.rng.choice(len(ids), p=probs)])

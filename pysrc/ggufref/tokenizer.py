@@ -18,7 +18,9 @@ forced to CONTROL and collected into `Tokenizer.eot_ids`, the ids that end gener
 from __future__ import annotations
 
 import codecs
+import math
 import os
+import re
 from array import array
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -102,6 +104,83 @@ def _metadata_of(source: Any) -> tuple[dict[str, Any], str]:
 
 
 _CACHE: dict[tuple[str, int, int], Tokenizer] = {}
+_BYTE_TOKEN_RE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+_ID_KEYS = ("bos", "eos", "unknown", "padding", "eot", "eom")
+_FLAG_KEYS = ("add_bos_token", "add_eos_token", "add_space_prefix")
+
+
+# tag::check_metadata[]
+def check_tokenizer_metadata(meta: Mapping[str, Any], origin: str) -> list[str]:
+    """The token list, after checking the type of every ``tokenizer.ggml.*`` key we read.
+
+    A model file is untrusted input: a key of the wrong type (``bos_token_id`` as a string,
+    ``scores`` as one float, a ``token_type`` list shorter than the vocabulary) would fail
+    later with a Python traceback, so it is refused here with a message naming the key.
+    """
+
+    def bad(key: str, found: Any, expected: str, shown: str = "") -> ModelError:
+        shown = shown or (type(found).__name__ if isinstance(found, list | tuple) else "")
+        shown = shown or repr(found)[:40]
+        return ModelError(f"{origin}: tokenizer.ggml.{key}: found {shown}, expected {expected}")
+
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        raise ModelError(f"{origin}: tokenizer.ggml.tokens is missing (the vocabulary)")
+    if not isinstance(tokens, list | tuple) or not _all_of(tokens, (str,)):
+        raise bad("tokens", _first_odd(tokens, str), "a list of strings")
+    if not tokens:
+        raise ModelError(f"{origin}: tokenizer.ggml.tokens is empty (the vocabulary)")
+    n = len(tokens)
+    arrays = (("scores", (int, float), "numbers"), ("token_type", (int,), "integers"))
+    for key, kinds, what in arrays:
+        value = meta.get(f"tokenizer.ggml.{key}")
+        if value is None:
+            continue
+        if not isinstance(value, list | tuple) or not _all_of(value, kinds):
+            raise bad(key, _first_odd(value, kinds), f"a list of {n} {what}")
+        if len(value) != n:
+            raise bad(key, None, f"{n} (one per token)", shown=f"{len(value)} items")
+    merges = meta.get("tokenizer.ggml.merges")
+    if merges is not None and (
+        not isinstance(merges, list | tuple) or not _all_of(merges, (str,))
+    ):
+        raise bad("merges", _first_odd(merges, str), 'a list of strings "left right"')
+    for key in _ID_KEYS:
+        value = meta.get(f"tokenizer.ggml.{key}_token_id")
+        if value is not None and not _is(value, (int,)):
+            raise bad(f"{key}_token_id", value, "an integer token id")
+    for key in _FLAG_KEYS:
+        value = meta.get(f"tokenizer.ggml.{key}")
+        if value is not None and not (isinstance(value, bool) or value in (0, 1)):
+            raise bad(key, value, "a bool")
+    pre = meta.get("tokenizer.ggml.pre")
+    if pre is not None and not isinstance(pre, str):
+        raise bad("pre", pre, "a string")
+    return list(tokens)
+
+
+# end::check_metadata[]
+
+
+def _all_of(values: list[Any] | tuple[Any, ...], kinds: tuple[type, ...]) -> bool:
+    """Every item's exact type is one of ``kinds`` (one pass at C speed: vocabularies are big;
+    a bool, whose type is not int, fails)."""
+    return set(map(type, values)) <= set(kinds)
+
+
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is not a number and a float must be finite."""
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _first_odd(value: Any, kinds: type | tuple[type, ...]) -> Any:
+    """What to show for a wrong value: the whole scalar, or the first item of a wrong type."""
+    if not isinstance(value, list | tuple):
+        return value
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return next((v for v in value if not _is(v, kinds)), value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,16 +192,24 @@ class Tokenizer:
 
     def __init__(self, meta: Mapping[str, Any], origin: str = "<metadata>"):
         model = meta.get("tokenizer.ggml.model")
-        if model not in ("llama", "gpt2"):
-            raise ModelError(f"{origin}: unsupported tokenizer.ggml.model {model!r} (llama, gpt2)")
+        if not isinstance(model, str) or model not in ("llama", "gpt2"):
+            raise ModelError(
+                f"{origin}: unsupported tokenizer.ggml.model {model!r:.60} (llama, gpt2)"
+            )
         self.kind = "spm" if model == "llama" else "bpe"
-        tokens = list(meta["tokenizer.ggml.tokens"])
+        tokens = check_tokenizer_metadata(meta, origin)
         self.tokens: list[str] = [t or f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
         n = len(self.tokens)
         # Compact arrays, not lists of Python numbers: 262144 floats as objects cost ~8 MB.
         self.scores = array("f", meta.get("tokenizer.ggml.scores") or [0.0] * n)
         types = meta.get("tokenizer.ggml.token_type") or [TYPE_NORMAL] * n
         self.attrs = array("i", [_TYPE_TO_ATTR.get(t, 0) for t in types])
+        for i in range(n):  # a BYTE token must spell its byte, or decoding it would fail
+            if self.attrs[i] == ATTR_BYTE and not _BYTE_TOKEN_RE.fullmatch(self.tokens[i]):
+                raise ModelError(
+                    f"{origin}: tokenizer.ggml.token_type: token {i} is a byte token but its "
+                    f"text is {self.tokens[i]!r:.40}, expected <0xNN>"
+                )
         self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
         if len(self.token_to_id) != n:
             raise ModelError(f"{origin}: the vocabulary has duplicate tokens")
@@ -239,6 +326,7 @@ class Tokenizer:
         add_eos: bool | None = None,
     ) -> list[int]:
         """Token ids of `text`. add_bos/add_eos None: as the file says (tokenizer.ggml.add_*)."""
+        _check_unicode(text)
         add_bos = self.add_bos if add_bos is None else add_bos
         add_eos = self.add_eos if add_eos is None else add_eos
         out: list[int] = []
@@ -363,6 +451,22 @@ class Tokenizer:
 
     def stream(self, special: bool = False) -> StreamDecoder:
         return StreamDecoder(self, special)
+
+
+def _check_unicode(text: str) -> None:
+    """Refuse lone surrogates: they have no UTF-8, and they are how Python hands over invalid
+    UTF-8 bytes from argv or a file read with ``surrogateescape``."""
+    if not isinstance(text, str):
+        raise ModelError(f"can only tokenize text, got {type(text).__name__}")
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ModelError(
+            f"the text is not valid UTF-8 (an undecodable byte or lone surrogate "
+            f"at character {err.start})"
+        ) from None
 
 
 def _byte_decode(text: str) -> bytes:

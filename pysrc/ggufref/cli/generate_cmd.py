@@ -7,12 +7,18 @@ import json
 import sys
 
 from ggufref.cli.common import (
+    REPEAT_PENALTY_RANGE,
+    TEMPERATURE_RANGE,
     add_model_arg,
     add_threads_arg,
     add_weights_arg,
-    non_negative_float,
+    non_negative_int,
     peak_rss_mb,
     positive_int,
+    seed_int,
+    unit_float,
+    utf8_text,
+    zero_or_in,
 )
 from ggufref.sampling import SamplerConfig
 
@@ -21,30 +27,34 @@ def add_sampling_args(p: argparse.ArgumentParser, temperature: float = 0.8) -> N
     g = p.add_argument_group("sampling")
     g.add_argument(
         "--temperature",
-        type=non_negative_float,
+        type=zero_or_in(*TEMPERATURE_RANGE, "greedy"),
         default=temperature,
         help=f"0 = greedy (default {temperature})",
     )
-    g.add_argument("--top-k", type=int, default=40, help="keep the k best tokens (0 = off)")
+    g.add_argument(
+        "--top-k", type=non_negative_int, default=40, help="keep the k best tokens (0 = off)"
+    )
     g.add_argument(
         "--top-p",
-        type=non_negative_float,
+        type=unit_float,
         default=0.95,
         help="keep the smallest set with this much probability (1 = off)",
     )
     g.add_argument(
         "--min-p",
-        type=non_negative_float,
+        type=unit_float,
         default=0.05,
         help="drop tokens below min-p x the best probability (0 = off)",
     )
     g.add_argument(
         "--repeat-penalty",
-        type=non_negative_float,
+        type=zero_or_in(*REPEAT_PENALTY_RANGE, "off"),
         default=1.0,
         help="penalise the last 64 tokens (1 = off)",
     )
-    g.add_argument("--seed", type=int, default=None, help="random seed (same seed, same tokens)")
+    g.add_argument(
+        "--seed", type=seed_int, default=None, help="random seed (same seed, same tokens)"
+    )
 
 
 def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
@@ -61,7 +71,7 @@ def sampler_from_args(args: argparse.Namespace) -> SamplerConfig:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="complete a prompt (streams text, then prints timings)")
     add_model_arg(p)
-    p.add_argument("-p", "--prompt", required=True, help="the text to continue")
+    p.add_argument("-p", "--prompt", type=utf8_text, required=True, help="the text to continue")
     p.add_argument(
         "-n",
         "--n-predict",

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from ggufref.cli.common import add_model_arg, human_bytes, positive_int
+from ggufref.config import check_hyperparameter_types
 from ggufref.gguf_file import GGUFFile, memory_plan, open_gguf
 from ggufref.models import resolve_model
 
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
     """Everything `inspect` shows, as plain data (the JSON output and the docs use it)."""
+    check_hyperparameter_types(f)  # the memory plan does arithmetic on them
     tensors: list[dict[str, Any]] = [
         {"name": t.name, "type": t.qtype.name, "shape": list(t.shape), "nbytes": t.nbytes}
         for t in f.tensors.values()
@@ -70,18 +72,30 @@ def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
     }
 
 
+def shown(value: Any) -> str:
+    """``str(value)`` with every non-printable character escaped: names come from the file,
+    and an escape sequence in a tensor name could retitle or clear the user's terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _layer_of(name: str) -> str:
     m = re.match(r"blk\.(\d+)\.", name)
     return f"layer {m.group(1)}" if m else "model"
 
 
 def _print_text(s: dict[str, Any]) -> None:
-    print(f"file          {s['file']} ({human_bytes(s['file_bytes'])})")
-    print(f"architecture  {s['architecture']}")
+    print(f"file          {shown(s['file'])} ({human_bytes(s['file_bytes'])})")
+    print(f"architecture  {shown(s['architecture'])}")
     for k, v in s["hyperparameters"].items():
-        print(f"  {k:<36} {v}")
+        print(f"  {k:<36} {shown(v)}")
     tok = s["tokenizer"]
-    print(f"tokenizer     {tok['model']} (pre: {tok['pre']}), vocab {tok['vocab_size']}")
+    print(
+        f"tokenizer     {shown(tok['model'])} (pre: {shown(tok['pre'])}), "
+        f"vocab {tok['vocab_size']}"
+    )
     print(f"chat template {'present' if s['chat_template'] else 'absent (built-in fallback)'}")
     print(f"\ntensors ({len(s['tensors'])}):")
     group = None
@@ -91,7 +105,7 @@ def _print_text(s: dict[str, Any]) -> None:
             group = g
             print(f"  [{g}]")
         shape = "x".join(map(str, t["shape"]))
-        print(f"    {t['name']:<36} {t['type']:<6} {shape:>14} {t['nbytes']:>12,}")
+        print(f"    {shown(t['name']):<36} {t['type']:<6} {shape:>14} {t['nbytes']:>12,}")
     print("\nquant-type mix:")
     for k, v in s["type_counts"].items():
         print(f"  {k:<6} {v['count']:>4} tensors {human_bytes(v['bytes']):>12}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ggufref.cli.common import add_model_arg
+from ggufref.cli.common import add_model_arg, utf8_text
 from ggufref.gguf_file import open_gguf
 from ggufref.models import resolve_model
 from ggufref.tokenizer import Tokenizer
@@ -19,7 +19,7 @@ from ggufref.tokenizer import Tokenizer
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenize", help="show the token ids and pieces of a text")
     add_model_arg(p)
-    p.add_argument("text", help="the text to tokenize")
+    p.add_argument("text", type=utf8_text, help="the text to tokenize")
     p.add_argument("--no-bos", action="store_true", help="do not add the BOS token")
     p.add_argument(
         "--special",
