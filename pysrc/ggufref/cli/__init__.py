@@ -20,6 +20,7 @@ COMMANDS = (
     "bench",
     "smoke",
     "tokenize",
+    "plan",
     "models",
     "pull",
     "docs_gen",
