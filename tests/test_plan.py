@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 
@@ -152,3 +153,36 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     r = json.loads(capsys.readouterr().out)
     assert r["memory_plan"]["n_ctx"] == 8192
     assert "rope_freqs.weight" in {t["name"] for t in r["tensors"]}
+
+
+SMALL = {  # the full-size writer's code path at test size; each shape exercises other rules
+    "qwen3": plan.ModelShape("qwen3", 2000, 512, 1024, 3, 8, 2, 64, False, 4096),
+    "gemma3": plan.ModelShape("gemma3", 2000, 640, 2048, 3, 4, 1, 256, True, 4096),
+    "qwen2": plan.ModelShape(
+        "qwen2", 2000, 896, 4864, 2, 14, 2, 64, False, 4096, layer_order="lexicographic"
+    ),
+    "llama": plan.ModelShape("llama", 2000, 256, 768, 2, 4, 2, 64, False, 4096, rope_freqs=True),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_written_preset_is_the_plan_and_runs(arch: str, tmp_path: Path) -> None:
+    """testing.models.write_preset streams the planned tensors; ggufref loads and runs it."""
+    from ggufref.generate import Engine
+    from ggufref.testing.models import write_preset
+
+    shape = SMALL[arch]
+    path = write_preset(tmp_path / f"{arch}.gguf", shape, "Q4_K_M")
+    f = open_gguf(path)
+    assert {t.name: (t.qtype.name, t.nbytes) for t in f.tensors.values()} == {
+        t.name: (t.type, t.nbytes) for t in plan.tensors(shape, "Q4_K_M")
+    }
+    _, read_back, ftype = plan.resolve(str(path))
+    assert ftype == "Q4_K_M" and read_back.n_vocab == shape.n_vocab
+    f.check_scales()  # every block scale finite
+    e = Engine(str(path), n_ctx=32, progress=False)
+    g = e.generate(e.encode("hello world"), 3, stop_ids=set())
+    assert len(g.tokens) == 3
+    # random blocks are scaled so a matrix's weights have std ~ 1/sqrt(in_features)
+    w = f.quant_tensor("blk.0.ffn_down.weight")
+    assert abs(float(w.dequantize().std()) * np.sqrt(w.cols) - 1) < 0.15

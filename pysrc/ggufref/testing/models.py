@@ -10,15 +10,20 @@ Sizes: n_embd 256 and n_ff 512 so K-quant rows (256 per super-block) fit; a few 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from ggufref import formats
-from ggufref.testing.vocab import add_vocab
+from ggufref.testing.vocab import add_vocab, build_vocab
+
+if TYPE_CHECKING:
+    from ggufref.plan import ModelShape
 
 # Which block format each weight role uses, per architecture: together they cover every format.
 MIXES: dict[str, dict[str, T]] = {
@@ -175,8 +180,14 @@ def _vector_specs(arch: str, s: TinyShape) -> list[tuple[str, int, str]]:
     return out
 
 
-def _write_metadata(w: gguf.GGUFWriter, arch: str, s: TinyShape) -> None:
-    w.add_name(f"ggufref tiny {arch}")
+def _write_metadata(
+    w: gguf.GGUFWriter,
+    arch: str,
+    s: TinyShape,
+    file_type: int = gguf.LlamaFileType.MOSTLY_Q4_K_M,
+    name: str | None = None,
+) -> None:
+    w.add_name(name or f"ggufref tiny {arch}")
     w.add_context_length(s.n_ctx)
     w.add_embedding_length(s.n_embd)
     w.add_block_count(s.n_layer)
@@ -190,7 +201,7 @@ def _write_metadata(w: gguf.GGUFWriter, arch: str, s: TinyShape) -> None:
     w.add_rope_dimension_count(s.head_dim)
     if s.sliding_window:
         w.add_sliding_window(s.sliding_window)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    w.add_file_type(file_type)
 
 
 # tag::write_model[]
@@ -228,3 +239,160 @@ def write_model(
 
 
 # end::write_model[]
+
+
+# ---------------------------------------------------------------------------------------------
+# Full-size synthetic models: a preset shape, llama.cpp's per-tensor formats, streamed to disk
+# ---------------------------------------------------------------------------------------------
+# ``python -m ggufref.testing.models --preset qwen3-8b --ftype Q4_K_M OUT.gguf`` writes a file of
+# the real model's size (~5 GB) with random but valid blocks, for benchmarks: every tensor gets
+# the format ``plan.tensors`` gives it, so ``ggufref plan`` and the file agree byte for byte. No
+# tensor is ever whole in memory: each is generated and written in chunks of ~32 MiB.
+
+CHUNK_BYTES = 32 << 20
+PAD_TOKEN_TYPE = 5  # gguf.TokenType.UNUSED: filler tokens that bring the vocabulary to n_vocab
+
+
+def _scale_factor(qtype: T, std: float, rng: np.random.Generator) -> float:
+    """How much to scale unit fp16 block scales so random blocks decode to weights of `std`:
+    measured once, on a sample of blocks, instead of decoding the whole tensor."""
+    sample = _chunk_blocks(qtype, 64, 4 * formats.layout(qtype).block_elems, 1.0, 1.0, rng)
+    return std / max(float(formats.dequantize(qtype, sample).std()), 1e-12)
+
+
+def _chunk_blocks(
+    qtype: T, rows: int, cols: int, std: float, factor: float, rng: np.random.Generator
+) -> np.ndarray:
+    """uint8 (rows, row_bytes): random code bytes, fp16 scales uniform in [0.5, 1) x factor."""
+    lay = formats.layout(qtype)
+    if qtype in (T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0):
+        return random_blocks(qtype, rows, cols, std, rng)  # gguf.quants quantizes these
+    n_blocks = rows * cols // lay.block_elems
+    raw = np.frombuffer(rng.bytes(n_blocks * lay.block_bytes), dtype=np.uint8)
+    raw = raw.reshape(n_blocks, lay.block_bytes).copy()
+    offs = lay.offsets()
+    for f in (f for f in lay.fields if f.dtype == "f2"):
+        vals = (rng.uniform(0.5, 1.0, (n_blocks, 1)) * factor).astype(np.float16)
+        raw[:, offs[f.name] : offs[f.name] + 2] = vals.view(np.uint8)
+    return raw.reshape(rows, -1)
+
+
+def _tensor_chunks(
+    name: str, qtype: T, shape: list[int], rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """The bytes of one tensor, a few MiB at a time (vectors: norms near 1, biases near 0)."""
+    if len(shape) == 1:
+        base = 0.0 if name.endswith(".bias") else 1.0
+        yield (base + 0.1 * rng.standard_normal(shape[0])).astype(np.float32).view(np.uint8)
+        return
+    rows, cols = shape
+    std = 1.0 if name.startswith("token_embd") else 1.0 / np.sqrt(cols)
+    factor = _scale_factor(qtype, std, rng) if formats.layout(qtype).block_elems == 256 else 0.0
+    step = max(1, CHUNK_BYTES // formats.layout(qtype).row_bytes(cols))
+    for r0 in range(0, rows, step):
+        yield _chunk_blocks(qtype, min(step, rows - r0), cols, std, factor, rng)
+
+
+def _add_padded_vocab(w: gguf.GGUFWriter, kind: str, n_vocab: int) -> None:
+    """The test vocabulary of `kind`, padded with unused tokens to the preset's n_vocab (the
+    embedding and output matrices must have exactly one row per token)."""
+    v = build_vocab(kind)
+    extra = n_vocab - len(v.tokens)
+    if extra < 0:
+        raise ValueError(f"n_vocab {n_vocab} is smaller than the {kind} vocabulary")
+    w.add_tokenizer_model(v.model)
+    w.add_tokenizer_pre(v.pre)
+    w.add_token_list(v.tokens + [f"<|ggufref_unused_{i}|>" for i in range(extra)])
+    w.add_token_scores(v.scores + [0.0] * extra)
+    w.add_token_types(v.types + [PAD_TOKEN_TYPE] * extra)
+    if v.merges:
+        w.add_token_merges(v.merges)
+    w.add_bos_token_id(v.special_ids["bos"])
+    w.add_eos_token_id(v.special_ids["eos"])
+    for key, add in (("unk", w.add_unk_token_id), ("pad", w.add_pad_token_id)):
+        if key in v.special_ids:
+            add(v.special_ids[key])
+    w.add_add_bos_token(v.add_bos)
+    w.add_add_eos_token(False)
+    if v.add_space_prefix is not None:
+        w.add_add_space_prefix(v.add_space_prefix)
+
+
+# tag::write_preset[]
+def write_preset(
+    path: str | Path, shape: ModelShape, ftype: str, seed: int = 0, progress: bool = False
+) -> Path:
+    """Write a model of `shape` in file type `ftype` (Q4_K_M, Q8_0, ...) to `path`, streaming."""
+    from ggufref import plan
+
+    path = Path(path)
+    planned = plan.tensors(shape, ftype)
+    ids = {name: i for i, name in plan.FILE_TYPE_IDS.items()}
+    tiny = TinyShape(
+        shape.n_embd, shape.n_ff, shape.n_layer, shape.n_head, shape.n_head_kv, shape.head_dim,
+        shape.n_ctx_train, 512 if shape.arch == "gemma3" else 0,
+    )  # fmt: skip
+    w = gguf.GGUFWriter(str(path), shape.arch)
+    name = f"ggufref synthetic {shape.arch} ({ftype}, random weights)"
+    _write_metadata(w, shape.arch, tiny, ids[plan.check_ftype(ftype)], name)
+    _add_padded_vocab(w, VOCAB_KIND[shape.arch], shape.n_vocab)
+    for t in planned:
+        w.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=T[t.type])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    rng = np.random.default_rng(seed)
+    bar = _progress(sum(t.nbytes for t in planned), progress, path.name)
+    for t in planned:
+        _write_tensor(w, t.nbytes, _tensor_chunks(t.name, T[t.type], t.shape, rng), bar.update)
+    bar.close()
+    w.close()
+    return path
+
+
+# end::write_preset[]
+
+
+def _write_tensor(
+    w: gguf.GGUFWriter, nbytes: int, chunks: Iterable[np.ndarray], done: Callable[[int], object]
+) -> None:
+    """GGUFWriter.write_tensor_data, a chunk at a time (it wants the whole tensor in one array):
+    align, write the chunks, pad, and take the tensor off the writer's queue."""
+    fout = w.fout[0]  # type: ignore[index]
+    info = w.tensors[0].pop(next(iter(w.tensors[0])))
+    w.write_padding(fout, fout.tell())
+    written = 0
+    for chunk in chunks:
+        chunk.tofile(fout)
+        written += chunk.nbytes
+        done(chunk.nbytes)
+    if written != nbytes or info.nbytes != nbytes:
+        raise ValueError(f"wrote {written} bytes for a tensor of {info.nbytes}")
+    w.write_padding(fout, nbytes)
+    w.state = gguf.gguf_writer.WriterState.WEIGHTS
+
+
+def _progress(total: int, enabled: bool, label: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not enabled)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m ggufref.testing.models --preset qwen3-8b --ftype Q4_K_M OUT.gguf"""
+    import argparse
+
+    from ggufref import plan
+
+    p = argparse.ArgumentParser(prog="python -m ggufref.testing.models", description=main.__doc__)
+    p.add_argument("--preset", required=True, choices=sorted(plan.PRESETS))
+    p.add_argument("--ftype", default="Q4_K_M", choices=list(plan.FTYPES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out", help="the .gguf file to write")
+    args = p.parse_args(argv)
+    write_preset(args.out, plan.PRESETS[args.preset], args.ftype, args.seed, progress=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
