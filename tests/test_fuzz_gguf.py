@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 
 from ggufref.errors import GGUFError
 from ggufref.gguf_file import open_gguf
+from ggufref.models import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ_DIR = ROOT / "tests" / "data" / "fuzz"
-DEFAULT_MODEL = Path("/tmp/models/gemma-3-270m-q4_k_m.gguf")
 
 
 def _load_fuzz_tool():  # type: ignore[no-untyped-def]
@@ -208,10 +208,8 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @pytest.fixture(scope="module")
 def real_head() -> bytes:
     """Header, metadata (262144-token vocab) and tensor table of the default model, ~6.5 MB."""
-    if not DEFAULT_MODEL.exists():
-        pytest.skip(f"{DEFAULT_MODEL} not assembled")
-    n = open_gguf(DEFAULT_MODEL).data_offset + 64 * 1024
-    with open(DEFAULT_MODEL, "rb") as f:
+    n = open_gguf(resolve_model(None)).data_offset + 64 * 1024
+    with open(resolve_model(None), "rb") as f:
         return f.read(n)
 
 
@@ -219,7 +217,7 @@ def sparse_model(path: Path, head: bytes) -> Path:
     """The real model's full size, with only its header written: the data is a hole of zeros."""
     with open(path, "wb") as f:
         f.write(head)
-        f.truncate(DEFAULT_MODEL.stat().st_size)
+        f.truncate(resolve_model(None).stat().st_size)
     return path
 
 

@@ -2,7 +2,8 @@
 
 llama.cpp (through llama-cpp-python, loaded with ``vocab_only=True``) is the oracle: for the
 default model and for each synthetic vocabulary of ``ggufref.testing.vocab`` it tokenizes
-`CORPUS` with and without special-token parsing and BOS, and detokenizes the ids back.
+`CORPUS` with and without special-token parsing and BOS, and detokenizes the ids back; it also
+tokenizes seeded random texts (``testing.vocab.random_texts``) that the tests replay.
 The synthetic GGUFs are rebuilt by the tests from their kind; each golden stores a sha256 of
 the token list so that a change in the vocabulary builder shows up as a clear failure.
 
@@ -23,11 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pysrc"))
 
-from ggufref.testing.vocab import KINDS, build_vocab, tokens_sha256, write_vocab_gguf  # noqa: E402
+from ggufref.models import resolve_model  # noqa: E402
+from ggufref.testing.vocab import (  # noqa: E402
+    KINDS,
+    build_vocab,
+    random_texts,
+    tokens_sha256,
+    write_vocab_gguf,
+)
 from ggufref.tokenizer import read_tokenizer_metadata  # noqa: E402
 
 Decoded = str | dict[str, str]  # text, or {"hex": ...} when the bytes are not UTF-8
-DEFAULT_MODEL = Path("/tmp/models/gemma-3-270m-q4_k_m.gguf")
+N_RANDOM = 150  # random texts per vocabulary, each with and without special-token parsing
 
 LONG = (
     "GGUF files store a model's metadata and its tensors. The tokenizer is part of the "
@@ -208,6 +216,15 @@ def record(path: Path, name: str, kind: str | None, tokens: list[str]) -> dict: 
         "ids_special: only where not ids; ids*_no_bos: only where not those minus the leading "
         "BOS; pieces: id -> [hex, hex special]",
         "cases": cases,
+        "random": [
+            {
+                "text": t,
+                "special": special,
+                "ids": llm.tokenize(t.encode(), add_bos=True, special=special),
+            }
+            for t in random_texts(N_RANDOM)
+            for special in (False, True)
+        ],
         "pieces": pieces,
     }
 
@@ -217,9 +234,13 @@ def write(golden: dict, out: Path) -> None:  # type: ignore[type-arg]
     body = ",\n".join(
         json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in golden["cases"]
     )
-    head = {k: v for k, v in golden.items() if k not in ("cases", "pieces")}
+    head = {k: v for k, v in golden.items() if k not in ("cases", "random", "pieces")}
     text = json.dumps(head, ensure_ascii=False, indent=1)[:-2]
     text += ',\n "cases": [\n' + body + "\n ],\n"
+    rand = ",\n".join(
+        json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in golden["random"]
+    )
+    text += ' "random": [\n' + rand + "\n ],\n"
     text += ' "pieces": ' + json.dumps(golden["pieces"], separators=(",", ":")) + "\n}\n"
     out.write_text(text, encoding="utf-8")
     print(f"{out}: {len(golden['cases'])} texts, {out.stat().st_size} bytes")
@@ -227,7 +248,7 @@ def write(golden: dict, out: Path) -> None:  # type: ignore[type-arg]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--model", type=Path, help="default: the default model (resolve_model)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "goldens")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -237,8 +258,9 @@ def main() -> None:
             write_vocab_gguf(path, kind)
             golden = record(path, kind, kind, build_vocab(kind).tokens)
             write(golden, args.out / f"tokenizer_{kind}.json")
-    tokens = read_tokenizer_metadata(args.model)["tokenizer.ggml.tokens"]
-    golden = record(args.model, args.model.stem, None, tokens)
+    model = args.model or resolve_model(None)
+    tokens = read_tokenizer_metadata(model)["tokenizer.ggml.tokens"]
+    golden = record(model, model.stem, None, tokens)
     write(golden, args.out / "tokenizer_default_model.json")
 
 

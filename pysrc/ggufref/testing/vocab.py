@@ -366,3 +366,25 @@ def tokens_sha256(tokens: list[str]) -> str:
     for t in tokens:
         h.update(t.encode("utf-8") + b"\0")
     return h.hexdigest()
+
+
+# Pieces of awkward text: pre-tokenizer edges, combining marks, emoji sequences, control and
+# private-use characters, and special-token spellings of several families. Random sequences of
+# them are tokenized by llama.cpp once (tools/make_tokenizer_goldens.py) and replayed by the tests.
+FUZZ_PIECES = [
+    *"abcXYZ  \t\n\r'.,!?-_()[]{}<>|$+=^~`\"0123456789",
+    *["'s", "'T", "'re", "'LL", " '", "é", "ß", "e\u0301", "\u0300", "你", "好", "日本", "한"],
+    *["Ж", "λ", "\u0663", "\u216b", "½", "²", "🙂", "👍🏽", "\u200d", "\ufe0f", "\u00a0", "\u3000"],
+    *["\u2028", "\x85", "\x0b", "\x1c", "\U000e0001", "\u0378", "   ", "\n\n\n", "<0x41>", "▁"],
+    *["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<|im_start|>", "<|im_end|>"],
+    *["<think>", "</tool_call>", "<|eot_id|>", "<|begin_of_text|>", "<|endoftext|>", "<img>"],
+    *["<s>", "</s>", "[multimodal]", "<unused3>", "Hello", " world", "the", "ing"],
+]
+
+
+def random_texts(n: int, seed: int = 0) -> list[str]:
+    """n seeded random concatenations of 0..40 FUZZ_PIECES (the same list on every machine)."""
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choices(FUZZ_PIECES, k=rng.randint(0, 40))) for _ in range(n)]
