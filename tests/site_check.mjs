@@ -64,6 +64,62 @@ async function checkPage (browser, check) {
   return { ...check, ...info, screenshot: shot, problems }
 }
 
+// Rendered text size of every Mermaid diagram on every page at a 1280 px wide window: the
+// smallest font size inside the SVG (computed style x the SVG's own transforms), times the scale
+// at which the page shows the image (displayed width / natural width).
+const DIAGRAM_WIDTH = 1280
+async function svgMinFont (browser, file) {
+  const page = await browser.newPage()
+  await page.goto(pathToFileURL(file).href, { waitUntil: 'load' })
+  const px = await page.evaluate(() => {
+    let min = Infinity
+    for (const el of document.querySelectorAll('text, tspan')) {
+      if (!el.textContent.trim()) continue
+      const size = parseFloat(getComputedStyle(el).fontSize)
+      const m = el.getScreenCTM()
+      const scale = m ? Math.hypot(m.a, m.b) : 1
+      if (size * scale < min) min = size * scale
+    }
+    return min
+  })
+  await page.close()
+  return px
+}
+
+async function measureDiagrams (browser) {
+  const pages = []
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name)
+      if (e.isDirectory() && e.name !== '_') walk(p)
+      else if (e.name.endsWith('.html')) pages.push(p)
+    }
+  }
+  walk(path.join(siteDir, 'ggufref'))
+  const svgFont = new Map()
+  const out = []
+  const page = await browser.newPage()
+  await page.setViewport({ width: DIAGRAM_WIDTH, height: 900 })
+  for (const file of pages.sort()) {
+    const html = fs.readFileSync(file, 'utf8')
+    if (!html.includes('imageblock mermaid')) continue
+    await page.goto(pathToFileURL(file).href, { waitUntil: 'load' })
+    const imgs = await page.evaluate(async () => {
+      const list = Array.from(document.querySelectorAll('.imageblock.mermaid img'))
+      await Promise.all(list.map((img) => (img.complete ? null : new Promise((r) => { img.onload = img.onerror = r }))))
+      return list.map((img) => ({ src: img.src, shown: img.getBoundingClientRect().width, natural: img.naturalWidth, id: img.closest('.imageblock').id || '' }))
+    })
+    for (const img of imgs) {
+      const svg = decodeURIComponent(new URL(img.src).pathname)
+      if (!svgFont.has(svg)) svgFont.set(svg, await svgMinFont(browser, svg))
+      const scale = img.natural ? img.shown / img.natural : 0
+      out.push({ page: path.relative(siteDir, file), id: img.id, svg: path.basename(svg), natural: img.natural, shown: Math.round(img.shown), minFont: svgFont.get(svg), rendered: +(svgFont.get(svg) * scale).toFixed(2) })
+    }
+  }
+  await page.close()
+  return out
+}
+
 const browser = await puppeteer.launch({
   executablePath: process.env.PUPPETEER_EXECUTABLE_PATH || '/usr/bin/chromium',
   pipe: true,
@@ -71,11 +127,13 @@ const browser = await puppeteer.launch({
   args: ARGS,
 })
 const results = []
+let diagrams = []
 try {
   for (const check of CHECKS) results.push(await checkPage(browser, check))
+  if (process.env.SITE_CHECK_DIAGRAMS !== '0') diagrams = await measureDiagrams(browser)
 } finally {
   await browser.close()
 }
 const ok = results.every((r) => r.problems.length === 0)
-console.log(JSON.stringify({ ok, results }))
+console.log(JSON.stringify({ ok, results, diagrams }))
 process.exit(ok ? 0 : 1)

@@ -8,7 +8,20 @@ memory-plan.adoc       ``gguf_file.memory_plan`` of the default model at n_ctx 1
 cli-reference.adoc     ``cli.build_parser()``: every command, argument and help text
 tensor-table.adoc      ``cli.inspect_cmd.summary`` of the default model (non-layer + layer 0)
 bench-table.adoc       ``docs/data/bench-results.json``, written by ``ggufref bench --json``
+cli-commands.adoc      ``cli.build_parser()``: one line per command (the CLI page's summary)
+model-facts.adoc       the default model's shapes and sizes, as AsciiDoc attributes for prose
+q4km-recipe.adoc       ``docs/data/q4km-recipe.json``: which tensors a Q4_K_M file keeps at Q6_K
+q4k-walk.adoc          ``docs/data/q4k-superblock.json``: one real Q4_K super-block, decoded
+first-run-*.adoc       ``docs/data/first-run.json``: real output of inspect, generate and chat
+why-*.adoc             the seed's report and ggufref's measured answer (bench and plan results)
+transcript-*.adoc      ``docs/data/transcripts/*.json``: agent-loop transcripts
+versions.adoc          pyproject.toml, package.json, csrc/linear.c and the goldens' metadata
 =====================  ==================================================================
+
+Measured data (``docs/data/*.json``) is written by ``ggufref bench`` or by
+``ggufref docs-gen --capture NAME`` (docs_capture.py); rendering reads only committed files, so
+``docs-gen --check`` gives the same answer on any machine, with or without the big models.
+A partial whose data file is missing renders a "not measured yet — run X" note instead.
 
 ``ggufref docs-gen`` writes them into ``docs/modules/ROOT/partials/generated/``;
 ``ggufref docs-gen --check`` writes nothing and lists the stale ones (tests/test_docs_gen.py).
@@ -24,13 +37,23 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from ggufref.errors import GgufrefError
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = Path("docs/modules/ROOT/partials/generated")
 TEMPLATES = Path("docs/templates")
-BENCH_RESULTS = Path("docs/data/bench-results.json")
+DATA = Path("docs/data")
+BENCH_RESULTS = DATA / "bench-results.json"
+RECIPE = DATA / "q4km-recipe.json"
+Q4K_BLOCK = DATA / "q4k-superblock.json"
+FIRST_RUN = DATA / "first-run.json"
+SEED_REPORT = DATA / "seed-report.json"
+PLAN_8B = DATA / "plan-qwen3-8b.json"
+TRANSCRIPTS = DATA / "transcripts"
+# Agent-loop transcripts the tutorials show; each renders docs/data/transcripts/<name>.json.
+TRANSCRIPT_NAMES = ("tool-calculator", "tool-list-files", "chat-instruct")
 MEMORY_PLAN_CTX = 1024
 DTYPE_NAMES = {
     "f2": "fp16",
@@ -80,6 +103,7 @@ def _cell(value: object) -> str:
 def formats_data() -> dict[str, Any]:
     from ggufref import formats
 
+    kernels = {r["format"]: r for r in kernel_table()}
     rows = []
     for lay in formats.LAYOUTS.values():
         offsets = lay.offsets()
@@ -105,9 +129,42 @@ def formats_data() -> dict[str, Any]:
                 ],
                 "formula": lay.formula,
                 "activation": lay.name == "Q8_K",
+                "act": kernels.get(lay.name, {}).get("act", ""),
+                "levels": kernels.get(lay.name, {}).get("levels", ""),
             }
         )
     return {"rows": rows}
+
+
+# What each activation code of csrc/linear.c's format table means, in the docs' words.
+ACT_NAMES = {
+    "ACT_F32": "float32",
+    "ACT_F16R": "fp16",
+    "ACT_BF16R": "bf16",
+    "ACT_Q8_0X": "Q8_0",
+    "ACT_Q8_1X": "Q8_1",
+    "ACT_Q8_K": "Q8_K",
+}
+_FORMAT_ROW = re.compile(r'\{GGR_\w+, "(\w+)", [^,]+, [^,]+, (ACT_\w+), (DOTS\w*)\((\w+)\)\}')
+
+
+def kernel_table() -> list[dict[str, str]]:
+    """The rows of ``FORMATS[]`` in csrc/linear.c: format, activation code, SIMD levels.
+
+    The C table is what ``linear`` dispatches on, so the docs read it rather than a copy.
+    """
+    path = REPO / "csrc" / "linear.c"
+    if not path.is_file():
+        return []
+    levels = {"DOTS": "scalar, AVX2", "DOTS512": "scalar, AVX2, AVX-512"}
+    return [
+        {
+            "format": m.group(1),
+            "act": ACT_NAMES.get(m.group(2), m.group(2)),
+            "levels": levels.get(m.group(3), "scalar, AVX2, AVX-512"),
+        }
+        for m in _FORMAT_ROW.finditer(path.read_text(encoding="utf-8"))
+    ]
 
 
 def _default_model() -> Any:
@@ -187,22 +244,246 @@ def tensor_data() -> dict[str, Any]:
     }
 
 
+def _load(root: Path, rel: Path) -> Any:
+    path = root / rel
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def bench_runs(r: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The runs of a results file: one object (one model, one mode) or ``{"runs": [...]}``.
+
+    Fields a run does not carry come from the file's top level (date, machine, commit ...).
+    """
+    if not r:
+        return []
+    if "runs" not in r:
+        return [r]
+    top = {k: v for k, v in r.items() if k != "runs"}
+    return [{**top, **run} for run in r["runs"]]
+
+
+def stamp(r: dict[str, Any] | None) -> str:
+    """Where and when a measurement was taken: machine, CPU, ISA, date and commit."""
+    if not r:
+        return ""
+    m = r.get("machine") or {}
+    parts = [
+        f"machine: {m.get('name') or m.get('host') or 'the project machine'}",
+        f"CPU: {m.get('cpu', 'not recorded')}"
+        + (f", {m['cores']} cores" if m.get("cores") else ""),
+        f"ISA: {m.get('isa') or r.get('isa') or 'not recorded'}",
+        f"date: {r.get('date', 'not recorded')}",
+        f"commit: {r.get('commit') or m.get('commit') or 'not recorded'}",
+    ]
+    return "; ".join(parts)
+
+
 def bench_data(root: Path) -> dict[str, Any] | None:
-    path = root / BENCH_RESULTS
-    if not path.is_file():
+    r = _load(root, BENCH_RESULTS)
+    if r is None:
         return None
-    r = json.loads(path.read_text(encoding="utf-8"))
-    return {"r": r, "engines": list(r["engines"]), "source": BENCH_RESULTS.as_posix()}
+    runs = bench_runs(r)
+    for run in runs:
+        run["stamp"] = stamp(run)
+        run.setdefault("engines", {})
+    return {
+        "r": runs[0],
+        "runs": runs,
+        "engines": list(runs[0]["engines"]),
+        "source": BENCH_RESULTS.as_posix(),
+    }
+
+
+def byte_map_data() -> dict[str, Any]:
+    """The on-disk byte map drawn in gguf_file's module comment, without the prose around it."""
+    from ggufref import gguf_file
+
+    doc = gguf_file.__doc__ or ""
+    start = doc.index("On-disk layout")
+    lines = doc[start:].splitlines()[1:]
+    body = [ln for ln in lines[1:]]
+    end = next(i for i, ln in enumerate(body) if ln and not ln.startswith("    "))
+    block = [ln[4:] for ln in body[:end]]
+    while block and not block[-1].strip():
+        block.pop()
+    return {
+        "title": lines[0].strip() if lines else "",
+        "map": "\n".join(block),
+        "after": body[end].strip(),
+    }
+
+
+def cli_summary_data() -> dict[str, Any]:
+    return {"commands": cli_data()["commands"]}
+
+
+def model_facts_data() -> dict[str, Any]:
+    """Shapes and sizes of the default model that prose quotes, as AsciiDoc attributes."""
+    from ggufref.gguf_file import memory_plan
+
+    f = _default_model()
+    emb = f.tensor("token_embd.weight")
+    n_layer = int(f.arch_get("block_count"))
+    n_kv = int(f.arch_get("attention.head_count_kv"))
+    k_len = int(f.arch_get("attention.key_length"))
+    per_pos = 2 * n_layer * n_kv * k_len * 4
+    plan = memory_plan(f, MEMORY_PLAN_CTX)
+    mb = lambda n: f"{n / 1e6:,.0f}"  # noqa: E731 - decimal megabytes, as the prose says MB
+    return {
+        "model": f.path.name,
+        "facts": {
+            "model-file-mb": mb(f.size),
+            "model-weights-mb": mb(plan.stored_total),
+            "model-fp32-mb": mb(plan.fp32_total),
+            "token-embd-mb": mb(emb.nbytes),
+            "token-embd-fp32-mb": mb(int(np.prod(emb.shape)) * 4),
+            "n-layer": str(n_layer),
+            "n-kv-head": str(n_kv),
+            "head-dim": str(k_len),
+            "kv-bytes-per-pos": f"{per_pos:,}",
+            "kv-mb-1024": f"{per_pos * 1024 / 1e6:.1f}",
+            "kv-mb-8192": f"{per_pos * 8192 / 1e6:,.0f}",
+        },
+    }
+
+
+def recipe_data(root: Path) -> dict[str, Any] | None:
+    from ggufref.docs_capture import uses_more_bits
+
+    r = _load(root, RECIPE)
+    if r is None:
+        return None
+    n = r["n_layers"]
+    more = [i for i in range(n) if uses_more_bits(i, n)]
+    kinds = []
+    for kind, types in r["kinds"].items():
+        by_type: dict[str, list[int]] = {}
+        for i, ty in enumerate(types):
+            by_type.setdefault(ty, []).append(i)
+        kinds.append({"kind": kind, "by_type": [(ty, _ranges(ls)) for ty, ls in by_type.items()]})
+    return {"r": r, "more": _ranges(more), "kinds": kinds}
+
+
+def _ranges(xs: list[int]) -> str:
+    """[0, 1, 2, 5, 8] -> "0–2, 5, 8": layer lists short enough to read."""
+    out: list[str] = []
+    for x in xs:
+        if out and out[-1].split("–")[-1] == str(x - 1):
+            out[-1] = f"{out[-1].split('–')[0]}–{x}"
+        else:
+            out.append(str(x))
+    return ", ".join(out)
+
+
+def q4k_walk_data(root: Path) -> dict[str, Any] | None:
+    return _load(root, Q4K_BLOCK)
+
+
+def first_run_data(root: Path, part: str) -> dict[str, Any] | None:
+    r = _load(root, FIRST_RUN)
+    if r is None or part not in r["runs"]:
+        return None
+    run = dict(r["runs"][part])
+    if part == "inspect":
+        run["stdout"] = _abridge(run["stdout"], keep_head=22, resume_at="quant-type mix:")
+    return {"run": run, "r": r, "stamp": stamp(r)}
+
+
+def _abridge(text: str, keep_head: int, resume_at: str) -> str:
+    """The head and the summary of a long listing, with the count of the lines left out."""
+    lines = text.rstrip("\n").splitlines()
+    tail = next((i for i, ln in enumerate(lines) if ln.startswith(resume_at)), len(lines))
+    if tail - keep_head < 4:
+        return text
+    cut = f"  ... ({tail - keep_head - 1} more tensor lines) ..."
+    return "\n".join([*lines[:keep_head], cut, "", *lines[tail:]]) + "\n"
+
+
+def transcript_data(root: Path, name: str) -> dict[str, Any] | None:
+    r = _load(root, TRANSCRIPTS / f"{name}.json")
+    return None if r is None else {"t": r, "stamp": stamp(r)}
+
+
+def why_seed_data(root: Path) -> dict[str, Any] | None:
+    return _load(root, SEED_REPORT)
+
+
+def why_measured_data(root: Path) -> dict[str, Any]:
+    """The rows of the "why" comparison that the results files hold; None for the others."""
+    runs = bench_runs(_load(root, BENCH_RESULTS))
+
+    def find(model: str, weights: str | None) -> dict[str, Any] | None:
+        for run in runs:
+            name = str(run.get("model", "")).lower()
+            mode = run.get("weights", "quantized")
+            if model in name and (weights is None or mode == weights):
+                return {**run, "stamp": stamp(run)}
+        return None
+
+    plan = _load(root, PLAN_8B)
+    return {
+        "quantized": find("1.5b", "quantized"),
+        "dequantized": find("1.5b", "dequantized"),
+        "synthetic": find("8b", None),
+        "plan": None if plan is None else {**plan, "stamp": stamp(plan)},
+    }
+
+
+def versions_data(root: Path) -> dict[str, Any]:
+    """Pinned and declared versions, read from the files that pin them (not the running env)."""
+    import tomllib
+
+    py = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pkg = json.loads((REPO / "package.json").read_text(encoding="utf-8"))
+    deps = {re.split(r"[=<>!~ \[]", d, maxsplit=1)[0]: d for d in py.get("dependencies", [])}
+    goldens = sorted((REPO / "tests" / "data" / "goldens").glob("*.json"))
+    llama = sorted(
+        {
+            str(json.loads(g.read_text(encoding="utf-8")).get("llama_cpp_python", ""))
+            for g in goldens
+        }
+        - {""}
+    )
+    return {
+        "ggufref": py["version"],
+        "python": py.get("requires-python", ""),
+        "deps": deps,
+        "node": pkg.get("engines", {}).get("node", ""),
+        "npm": pkg.get("devDependencies", {}),
+        "llama": llama,
+        "kernels": kernel_table(),
+    }
 
 
 # ---------------------------------------------------------------------------- rendering
+
+def _transcript(name: str) -> Callable[[Path], dict[str, Any] | None]:
+    return lambda root: transcript_data(root, name)
+
 
 PARTIALS: dict[str, Callable[[Path], dict[str, Any] | None]] = {
     "formats-table.adoc": lambda root: formats_data(),
     "memory-plan.adoc": lambda root: memory_plan_data(),
     "cli-reference.adoc": lambda root: cli_data(),
+    "cli-commands.adoc": lambda root: cli_summary_data(),
+    "gguf-byte-map.adoc": lambda root: byte_map_data(),
     "tensor-table.adoc": lambda root: tensor_data(),
+    "model-facts.adoc": lambda root: model_facts_data(),
     "bench-table.adoc": bench_data,
+    "q4km-recipe.adoc": recipe_data,
+    "q4k-walk.adoc": q4k_walk_data,
+    "first-run-inspect.adoc": lambda root: first_run_data(root, "inspect"),
+    "first-run-generate.adoc": lambda root: first_run_data(root, "generate"),
+    "first-run-chat.adoc": lambda root: first_run_data(root, "chat"),
+    "why-seed.adoc": why_seed_data,
+    "why-measured.adoc": why_measured_data,
+    "versions.adoc": versions_data,
+    **{f"transcript-{n}.adoc": _transcript(n) for n in TRANSCRIPT_NAMES},
+}
+# Partials that share one template (the part of the name after the first dash differs).
+TEMPLATE_OF = {
+    **{f"first-run-{p}.adoc": "first-run.adoc.j2" for p in ("inspect", "generate", "chat")},
+    **{f"transcript-{n}.adoc": "transcript.adoc.j2" for n in TRANSCRIPT_NAMES},
 }
 
 
@@ -210,7 +491,7 @@ def render(name: str, root: Path | None = None) -> str:
     """The text of one generated partial, as the generator would write it now."""
     root = find_root(root)
     data = PARTIALS[name](root)
-    template = _env(root).get_template(name + ".j2")
+    template = _env(root).get_template(TEMPLATE_OF.get(name, name + ".j2"))
     return template.render(data=data, name=name, missing=BENCH_RESULTS.as_posix())
 
 

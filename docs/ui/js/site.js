@@ -56,6 +56,46 @@
     }
   }
 
+  // Diagrams: shrink a wide one to fit the column, but never below MIN_SCALE of its natural size
+  // (its 14 px text stays >= 11 px; the column scrolls instead), and open it full size on click.
+  var MIN_SCALE = 0.8
+  Array.prototype.forEach.call(document.querySelectorAll('.imageblock.mermaid img'), function (img) {
+    var fit = function () {
+      var box = img.parentNode.clientWidth - 24
+      var w = img.naturalWidth
+      if (!w) return
+      img.style.width = Math.round(Math.min(w, Math.max(box, w * MIN_SCALE))) + 'px'
+    }
+    if (img.complete) fit(); else img.addEventListener('load', fit)
+    window.addEventListener('resize', fit)
+    img.title = 'Click to enlarge'
+    img.addEventListener('click', function () {
+      var box = document.createElement('div')
+      box.className = 'lightbox'
+      box.setAttribute('role', 'dialog')
+      box.setAttribute('aria-label', img.alt || 'diagram')
+      var big = document.createElement('img')
+      big.src = img.src
+      big.alt = img.alt
+      var close = document.createElement('button')
+      close.className = 'lightbox-close'
+      close.type = 'button'
+      close.setAttribute('aria-label', 'Close')
+      close.textContent = '\u00d7'
+      box.appendChild(big)
+      box.appendChild(close)
+      var done = function () {
+        box.remove()
+        document.removeEventListener('keydown', onKey)
+      }
+      var onKey = function (e) { if (e.key === 'Escape') done() }
+      box.addEventListener('click', done)
+      document.addEventListener('keydown', onKey)
+      document.body.appendChild(box)
+      close.focus()
+    })
+  })
+
   // Copy buttons on listings.
   Array.prototype.forEach.call(document.querySelectorAll('.listingblock pre'), function (pre) {
     if (!navigator.clipboard) return

@@ -21,6 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the source checkout (default: the one ggufref runs from, or the cwd)",
     )
     p.add_argument(
+        "--capture",
+        metavar="NAME",
+        choices=["first-run", "q4k-block", "recipe"],
+        help="run the commands or read the model a partial shows and write its docs/data/ JSON "
+        "(first-run, q4k-block, recipe), then regenerate",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="with --capture q4k-block or recipe: this .gguf instead of the usual alias",
+    )
+    p.add_argument(
         "names",
         nargs="*",
         metavar="PARTIAL",
@@ -39,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
             f"unknown partial {unknown[0]!r}; known: " + ", ".join(docs_gen.PARTIALS)
         )
     root = docs_gen.find_root(args.root)
+    if args.capture:
+        from ggufref import docs_capture
+
+        path = docs_capture.capture(args.capture, root, args.model)
+        print(f"wrote {path.relative_to(root)}")
     for note in docs_gen.notes(root):
         print(f"note: {note}", file=sys.stderr)
     if args.check:
