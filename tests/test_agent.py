@@ -163,14 +163,72 @@ def test_malformed_call_and_unknown_tool_are_fed_back(registry):
     assert [k for k, _ in events].count("parse_error") == 1
 
 
+def _calc(expression: str) -> str:
+    return (
+        '<tool_call>\n{"name": "calculator", "arguments": {"expression": "'
+        + expression
+        + '"}}\n</tool_call>'
+    )
+
+
 def test_max_rounds_stops_a_model_that_never_answers(registry):
-    call = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "1+1"}}\n</tool_call>'
-    completer = ScriptedCompleter([call] * 3)
+    completer = ScriptedCompleter([_calc("1+1"), _calc("2+2"), _calc("3+3")])
     result = run_agent(
         completer, qwen3(), [{"role": "user", "content": "loop"}], registry, max_rounds=3
     )
-    assert (result.rounds, result.finished, len(completer.prompts)) == (3, False, 3)
+    assert (result.rounds, result.finished, result.stop) == (3, False, "max_rounds")
+    assert len(completer.prompts) == 3
     assert [m["role"] for m in result.messages] == ["user"] + ["assistant", "tool"] * 3
+
+
+def test_a_repeated_call_is_not_run_again_and_tools_are_withdrawn(registry):
+    # The habit of greedy Qwen2.5-Coder after a tool result: the same call again.
+    completer = ScriptedCompleter([_calc("1234 * 5678"), _calc("1234*5678"), "It is 7006652."])
+    events: list = []
+    result = run_agent(
+        completer,
+        qwen3(),
+        [{"role": "user", "content": "What is 1234 * 5678?"}],
+        registry,
+        max_rounds=2,
+        on_event=record(events),
+    )
+    # "1234*5678" differs in text from "1234 * 5678": a different call, so it runs.
+    assert [c.arguments["expression"] for c in result.tool_calls] == ["1234 * 5678", "1234*5678"]
+    assert result.stop == "max_rounds"
+
+    completer = ScriptedCompleter([_calc("1234 * 5678"), _calc("1234 * 5678"), "It is 7006652."])
+    events = []
+    result = run_agent(
+        completer,
+        qwen3(),
+        [{"role": "user", "content": "What is 1234 * 5678?"}],
+        registry,
+        max_rounds=2,
+        on_event=record(events),
+    )
+    assert (result.content, result.stop, result.finished, result.rounds) == (
+        "It is 7006652.",
+        "repeated_call",
+        True,
+        3,
+    )
+    assert [k for k, _ in events].count("tool_result") == 1  # the repeat was not run
+    assert [k for k, _ in events].count("repeated_call") == 1
+    # the answer round offers no tools, and the repeated call is not in the history
+    assert "<tools>" in completer.prompts[1] and "<tools>" not in completer.prompts[2]
+    assert completer.prompts[2].count("<tool_call>") == 1
+    roles = [m["role"] for m in result.messages]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    call_id = result.messages[1]["tool_calls"][0]["id"]
+    assert call_id and result.messages[2]["tool_call_id"] == call_id
+
+
+def test_a_model_that_repeats_even_without_tools_ends_without_an_answer(registry):
+    completer = ScriptedCompleter([_calc("2+2"), _calc("2+2"), _calc("2+2")])
+    result = run_agent(completer, qwen3(), [{"role": "user", "content": "2+2"}], registry)
+    assert (result.stop, result.finished, result.content) == ("repeated_call", False, "")
+    assert len(result.tool_calls) == 1
 
 
 def test_cut_at_stop():

@@ -7,11 +7,21 @@ any object with a ``complete`` method will do (the CLI wraps ``generate``; tests
 One round is one completion. A reply with tool calls adds an assistant message (with
 ``tool_calls``) and one ``role: tool`` message per call; a malformed call or an unknown tool
 becomes a tool message reading ``error: ...`` so the model can correct itself.
-A reply without tool calls ends the loop, as does ``max_rounds``.
+
+How the loop ends (``AgentResult.stop``):
+
+* ``answered``: the model replied without calling a tool.
+* ``repeated_call``: the model asked again for a call it had already made (same name, same
+  arguments). Small instruct models do this after a tool result: greedy llama.cpp on
+  Qwen2.5-Coder 1.5B re-issues the identical calculator call in every round. The repeat is not
+  run and is not kept; instead one last round renders the same conversation *without offering
+  tools*, so the template does not invite another call, and that reply is the answer.
+* ``max_rounds``: every round asked for new calls; the last reply's text is what there is.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +30,8 @@ from ggufref.chat import ChatTemplate
 from ggufref.tools import ParsedReply, ToolCall, ToolRegistry, parse_reply, tool_call_style
 
 # on_event(kind, payload): "text" (str chunk), "reasoning" (str), "tool_call" (ToolCall),
-# "tool_result" (dict: name, tool_call_id, content, ok), "parse_error" (str).
+# "tool_result" (dict: name, tool_call_id, content, ok), "parse_error" (str),
+# "repeated_call" (ToolCall: asked for again, not run).
 EventHandler = Callable[[str, Any], None]
 
 
@@ -43,10 +54,11 @@ class AgentResult:
 
     content: str  # the last assistant reply's visible text
     messages: list[dict[str, Any]]
-    rounds: int
-    finished: bool  # True: the model answered without calling tools; False: max_rounds hit
+    rounds: int  # completions asked of the model
+    finished: bool  # True: the loop ended with an answer in words; False: max_rounds hit
     reasoning: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)  # every call run, in order
+    stop: str = "answered"  # "answered", "repeated_call" or "max_rounds"
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -70,13 +82,20 @@ def _tool_message(name: str, call_id: str, content: str) -> dict[str, Any]:
     return {"role": "tool", "name": name, "tool_call_id": call_id, "content": content}
 
 
+def call_key(call: ToolCall) -> str:
+    """Two calls are the same call when name and arguments are equal (key order ignored)."""
+    return call.name + json.dumps(call.arguments, sort_keys=True, ensure_ascii=False)
+
+
 def _run_calls(
-    reply: ParsedReply, registry: ToolRegistry, round_no: int, emit: EventHandler
+    calls: Sequence[ToolCall],
+    errors: Sequence[str],
+    registry: ToolRegistry,
+    emit: EventHandler,
 ) -> list[dict[str, Any]]:
     """Run every parsed call; one tool message per call and per parse error."""
     results = []
-    for i, call in enumerate(reply.tool_calls):
-        call.id = f"call_{round_no}_{i}"  # unique over the conversation
+    for call in calls:
         emit("tool_call", call)
         content, ok = registry.run(call)
         emit(
@@ -84,7 +103,7 @@ def _run_calls(
             {"name": call.name, "tool_call_id": call.id, "content": content, "ok": ok},
         )
         results.append(_tool_message(call.name, call.id, content))
-    for err in reply.errors:
+    for err in errors:
         emit("parse_error", err)
         hint = f"error: {err}. Call tools exactly in the format shown in the instructions."
         results.append(_tool_message("tool_call_parser", "", hint))
@@ -115,15 +134,17 @@ def run_agent(
     tools = registry.schemas() or None
     convo = [dict(m) for m in messages]
     executed: list[ToolCall] = []
-    reply = ParsedReply(content="")
+    seen: set[str] = set()  # call_key of every call run so far
     streamed: list[str] = []
 
     def on_text(chunk: str) -> None:
         streamed.append(chunk)
         emit("text", chunk)
 
-    for round_no in range(1, max_rounds + 1):
-        prompt = template.render(convo, tools=tools, enable_thinking=enable_thinking)
+    def ask(offer_tools: bool) -> tuple[ParsedReply, str]:
+        prompt = template.render(
+            convo, tools=tools if offer_tools else None, enable_thinking=enable_thinking
+        )
         streamed.clear()
         raw = completer.complete(prompt, max_tokens=max_tokens, stop=stop, on_text=on_text)
         if not streamed and raw:
@@ -132,12 +153,41 @@ def run_agent(
         reply = parse_reply(raw, style)
         if reply.reasoning:
             emit("reasoning", reply.reasoning)
-        convo.append(_assistant_message(reply, raw))
+        return reply, raw
+
+    reply = ParsedReply(content="")
+    for round_no in range(1, max_rounds + 1):
+        reply, raw = ask(offer_tools=True)
         if not reply.tool_calls and not reply.errors:
+            convo.append(_assistant_message(reply, raw))
             return AgentResult(reply.content, convo, round_no, True, reply.reasoning, executed)
-        convo.extend(_run_calls(reply, registry, round_no, emit))
-        executed.extend(reply.tool_calls)
-    return AgentResult(reply.content, convo, max_rounds, False, reply.reasoning, executed)
+        fresh = [c for c in reply.tool_calls if call_key(c) not in seen]
+        if reply.tool_calls and not fresh and not reply.errors:
+            # Only repeats: run nothing, keep nothing, and ask once more with tools withdrawn.
+            # This answer round does not count against max_rounds (the repeat wasted nothing).
+            emit("repeated_call", reply.tool_calls[0])
+            reply, raw = ask(offer_tools=False)
+            answer = ParsedReply(reply.content, reply.reasoning)  # calls written anyway: dropped
+            convo.append(_assistant_message(answer, raw))
+            return AgentResult(
+                reply.content,
+                convo,
+                round_no + 1,
+                bool(reply.content),
+                reply.reasoning,
+                executed,
+                "repeated_call",
+            )
+        for i, call in enumerate(fresh):
+            call.id = f"call_{round_no}_{i}"  # unique over the conversation
+            seen.add(call_key(call))
+        reply.tool_calls = fresh
+        convo.append(_assistant_message(reply, raw))
+        convo.extend(_run_calls(fresh, reply.errors, registry, emit))
+        executed.extend(fresh)
+    return AgentResult(
+        reply.content, convo, max_rounds, False, reply.reasoning, executed, "max_rounds"
+    )
 
 
 # end::run_agent[]
