@@ -1,7 +1,10 @@
 """End-to-end benchmark: ggufref and llama.cpp on the same model, same settings, same run.
 
-Each engine runs in its own child process (``python -m ggufref.bench worker ...``) so that its
-peak RSS (VmHWM) is its own. Per engine and repeat: prefill a prompt of exactly P tokens (cache
+Several models and both weight modes in one run: each (model, weights mode, engine) runs in its
+own child process (``python -m ggufref.bench worker ...``) so that its peak RSS (VmHWM) is its
+own; llama.cpp runs only the quantized mode (it has no other). A run that cannot start (the
+seed's FP32 copy of an 8B model does not fit) is recorded with its one-line error.
+Per engine and repeat: prefill a prompt of exactly P tokens (cache
 reset first), then decode G tokens greedily. Reported: load time, time to first token for a short
 prompt (load included), prefill and decode tok/s (median, min, max over R repeats), peak RSS, and
 the weight bytes decode reads per second, next to the machine's streaming-read bandwidth.
@@ -42,17 +45,22 @@ def prompt_of(tokenize: Any, n: int) -> list[int]:
     return ids[:n]
 
 
-def decode_weight_bytes(path: str) -> int:
-    """Bytes of weights one decode step reads: every matrix once, the output matrix included."""
+def decode_weight_bytes(path: str, weights: str = "quantized") -> int:
+    """Bytes of weights one decode step reads: every matrix once, the output matrix included
+    (as stored, or at 4 bytes per weight for --weights dequantized)."""
     from ggufref.gguf_file import open_gguf
 
     f = open_gguf(path)
+
+    def size(t: Any) -> int:
+        return 4 * int(np.prod(t.shape)) if weights == "dequantized" else int(t.nbytes)
+
     total = sum(
-        t.nbytes for t in f.tensors.values() if len(t.shape) == 2 and t.name != "token_embd.weight"
+        size(t) for t in f.tensors.values() if len(t.shape) == 2 and t.name != "token_embd.weight"
     )
     # token_embd: one row for the lookup, the whole matrix again when it is the tied output
     embd = f.tensors["token_embd.weight"]
-    return total + (embd.nbytes if "output.weight" not in f.tensors else 0)
+    return total + (size(embd) if "output.weight" not in f.tensors else 0)
 
 
 # --- workers (run in a child process) --------------------------------------------------------
@@ -63,7 +71,8 @@ def _work_ggufref(path: str, a: dict[str, Any]) -> dict[str, Any]:
     from ggufref.generate import Engine
 
     t0 = time.perf_counter()
-    e = Engine(path, n_ctx=a["ctx"], threads=a["threads"], progress=False)
+    weights = a.get("weights", "quantized")
+    e = Engine(path, n_ctx=a["ctx"], threads=a["threads"], progress=False, weights=weights)
     load_s = time.perf_counter() - t0
     first = e.generate(e.encode(SHORT_PROMPT), 1)
     ttft = load_s + first.timings.first_token_s
@@ -130,8 +139,14 @@ def _work_llama_cpp(path: str, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(engine: str, path: str, args: dict[str, Any]) -> None:
+    from ggufref.errors import GgufrefError
+
     fn = _work_ggufref if engine == "ggufref" else _work_llama_cpp
-    out = fn(path, args)
+    try:
+        out = fn(path, args)
+    except GgufrefError as err:  # e.g. --weights dequantized refusing: one line for the parent
+        print(json.dumps({"error": str(err)}))
+        return
     out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
 
@@ -154,6 +169,8 @@ def run_engine(engine: str, path: str, args: dict[str, Any]) -> dict[str, Any]:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"{engine} benchmark failed: {tail}")
     raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "error" in raw:
+        return {"error": raw["error"]}
     return {
         "load_s": round(raw["load_s"], 3),
         "ttft_s": round(raw["ttft_s"], 3),
@@ -184,7 +201,42 @@ def machine() -> dict[str, Any]:
         pass
     from ggufref import kernels
 
-    return {"cpu": cpu, "cores": os.cpu_count() or 1, "isa": kernels.best_isa()}
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count() or 1,
+        "isa": kernels.best_isa(),
+        "mem_total_bytes": _meminfo("MemTotal"),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],  # how busy the machine was at start
+    }
+
+
+def _meminfo(key: str) -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def commit() -> str | None:
+    """The source's git commit (short hash, "+dirty" when the work tree has changes), if any."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "."],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
 
 
 def stream_read_gb_s(threads: int) -> float:
@@ -194,15 +246,32 @@ def stream_read_gb_s(threads: int) -> float:
     return round(stream_bandwidth([threads])[threads], 2)
 
 
+# tag::bench_schema[]
+# docs/data/bench-results.json (schema 2), written by `ggufref bench --json`:
+# {"schema": 2, "date", "commit", "machine": {host, cpu, cores, isa, mem_total_bytes, load_avg},
+#  "threads", "prompt_tokens", "gen_tokens", "repeat", "ctx", "stream_read_gb_s",
+#  "runs": [{"model", "weights": "quantized" | "dequantized", "file_bytes", "decode_weight_bytes",
+#            "engines": {"ggufref": E, "llama.cpp": E}, "ratios": {prefill, decode, peak_rss, ttft},
+#            "error": "one line" (only when ggufref could not run, e.g. FP32 does not fit)}]}
+# E = {"load_s", "ttft_s", "prefill_tok_s": {median, min, max}, "decode_tok_s": {...},
+#      "peak_rss_mb", "decode_weight_gb_s", "isa" (ggufref) | "version" (llama.cpp)}
+# Ratios are ggufref / llama.cpp in the same run; a dequantized run's ratios compare it with
+# llama.cpp's quantized figures from the same model's quantized run.
+# end::bench_schema[]
+SCHEMA = 2
+
+
 def benchmark(
-    path: str,
+    paths: list[str],
     threads: int,
     prompt_tokens: int,
     gen_tokens: int,
     repeat: int,
     ctx: int,
     compare: bool,
+    weights: tuple[str, ...] = ("quantized",),
 ) -> dict[str, Any]:
+    """Every model in every weights mode (llama.cpp once per model), as one results object."""
     args = {
         "threads": threads,
         "prompt_tokens": prompt_tokens,
@@ -211,59 +280,80 @@ def benchmark(
         "ctx": ctx,
     }
     result: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
+        "schema": SCHEMA,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit(),
         "machine": machine(),
-        "model": os.path.basename(path),
-        "threads": threads,
-        "prompt_tokens": prompt_tokens,
-        "gen_tokens": gen_tokens,
-        "repeat": repeat,
-        "ctx": ctx,
+        **args,
         "stream_read_gb_s": stream_read_gb_s(threads),
+        "runs": [],
+    }
+    for path in paths:
+        cpp = run_engine("llama.cpp", path, args) if compare else None
+        for mode in weights:
+            result["runs"].append(_one_run(path, mode, args, cpp))
+    return result
+
+
+def _one_run(
+    path: str, mode: str, args: dict[str, Any], cpp: dict[str, Any] | None
+) -> dict[str, Any]:
+    run: dict[str, Any] = {
+        "model": os.path.basename(path),
+        "weights": mode,
+        "file_bytes": os.path.getsize(path),
+        "decode_weight_bytes": decode_weight_bytes(path, mode),
         "engines": {},
     }
-    weight_bytes = decode_weight_bytes(path)
-    engines = ["ggufref"] + (["llama.cpp"] if compare else [])
-    for name in engines:
-        r = run_engine(name, path, args)
-        r["decode_weight_gb_s"] = round(r["decode_tok_s"]["median"] * weight_bytes / 1e9, 2)
-        result["engines"][name] = r
-    if "llama.cpp" in result["engines"]:
-        ours, ref = result["engines"]["ggufref"], result["engines"]["llama.cpp"]
-        result["ratios"] = {
+    ours = run_engine("ggufref", path, {**args, "weights": mode})
+    if "error" in ours:
+        run["error"] = ours["error"]
+    else:
+        run["engines"]["ggufref"] = ours
+    if cpp is not None and "error" not in cpp:
+        run["engines"]["llama.cpp"] = dict(cpp)
+    for name, e in run["engines"].items():
+        q_bytes = run["decode_weight_bytes"] if name == "ggufref" else decode_weight_bytes(path)
+        e["decode_weight_gb_s"] = round(e["decode_tok_s"]["median"] * q_bytes / 1e9, 2)
+    if len(run["engines"]) == 2:
+        ours, ref = run["engines"]["ggufref"], run["engines"]["llama.cpp"]
+        run["ratios"] = {
             "prefill": round(ours["prefill_tok_s"]["median"] / ref["prefill_tok_s"]["median"], 3),
             "decode": round(ours["decode_tok_s"]["median"] / ref["decode_tok_s"]["median"], 3),
             "peak_rss": round(ours["peak_rss_mb"] / ref["peak_rss_mb"], 3),
             "ttft": round(ours["ttft_s"] / ref["ttft_s"], 3),
         }
-    return result
+    return run
 
 
 def table(r: dict[str, Any]) -> str:
-    names = list(r["engines"])
-    rows = [
-        ("load (s)", lambda e: f"{e['load_s']:.2f}"),
-        ("first token, load included (s)", lambda e: f"{e['ttft_s']:.2f}"),
-        (f"prefill {r['prompt_tokens']} tok (tok/s)", lambda e: _fmt(e["prefill_tok_s"])),
-        (f"decode {r['gen_tokens']} tok (tok/s)", lambda e: _fmt(e["decode_tok_s"])),
-        ("peak RSS (MiB)", lambda e: f"{e['peak_rss_mb']:.0f}"),
-        ("decode weight reads (GB/s)", lambda e: f"{e['decode_weight_gb_s']:.1f}"),
-    ]
-    head = f"{'':34}" + "".join(f"{n:>24}" for n in names)
+    """One table: a row per (model, weights, engine), then the ratios of each run."""
+    m = r["machine"]
     lines = [
-        f"{r['model']}, {r['threads']} threads, n_ctx {r['ctx']}, {r['repeat']} repeats; "
-        f"streaming read {r['stream_read_gb_s']} GB/s",
-        head,
+        f"{m['cpu']}, {r['threads']} threads, ISA {m['isa']}, load {m.get('load_avg')}; "
+        f"prompt {r['prompt_tokens']} tok, decode {r['gen_tokens']} tok, n_ctx {r['ctx']}, "
+        f"{r['repeat']} repeats (median [min-max]); streaming read {r['stream_read_gb_s']} GB/s",
+        f"{'model':<40}{'weights':<12}{'engine':<10}{'load s':>7}{'1st tok s':>10}"
+        f"{'prefill tok/s':>22}{'decode tok/s':>20}{'RSS MiB':>9}{'GB/s':>7}",
     ]
-    for label, fmt in rows:
-        lines.append(f"{label:34}" + "".join(f"{fmt(r['engines'][n]):>24}" for n in names))
-    if "ratios" in r:
-        q = r["ratios"]
-        lines.append(
-            f"ratios ggufref / llama.cpp: prefill {q['prefill']:.2f}x, decode "
-            f"{q['decode']:.2f}x, peak RSS {q['peak_rss']:.2f}x, first token "
-            f"{q['ttft']:.2f}x"
-        )
+    for run in r["runs"]:
+        head = f"{run['model'][:39]:<40}{run['weights']:<12}"
+        if "error" in run:
+            lines.append(f"{head}{'ggufref':<10}{run['error']}")
+        for name, e in run["engines"].items():
+            lines.append(
+                f"{head}{name:<10}{e['load_s']:>7.2f}{e['ttft_s']:>10.2f}"
+                f"{_fmt(e['prefill_tok_s']):>22}{_fmt(e['decode_tok_s']):>20}"
+                f"{e['peak_rss_mb']:>9.0f}{e['decode_weight_gb_s']:>7.1f}"
+            )
+    for run in r["runs"]:
+        if "ratios" in run:
+            q = run["ratios"]
+            lines.append(
+                f"ggufref/llama.cpp {run['model']} ({run['weights']}): prefill "
+                f"{q['prefill']:.2f}x, decode {q['decode']:.2f}x, peak RSS {q['peak_rss']:.2f}x, "
+                f"first token {q['ttft']:.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -281,7 +371,9 @@ if __name__ == "__main__":
 # --- --profile: where decode time goes ---------------------------------------------------------
 
 
-def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024) -> str:
+def profile_decode(
+    path: str, threads: int, n_tokens: int = 32, ctx: int = 1024, weights: str = "quantized"
+) -> str:
     """Time each operation of the forward pass during greedy decode. Timing wrappers replace
     the FAST ops set's methods for the run (and are removed after it), so the model code
     itself stays plain."""
@@ -304,7 +396,7 @@ def profile_decode(path: str, threads: int, n_tokens: int = 32, ctx: int = 1024)
 
         return wrapper
 
-    e = Engine(path, n_ctx=ctx, threads=threads, progress=False)
+    e = Engine(path, n_ctx=ctx, threads=threads, progress=False, weights=weights)
     output = e.model.output
     originals = {
         n: getattr(FastOps, n)

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from ggufref.cli.common import add_model_arg, positive_int
+from ggufref.cli.common import add_weights_arg, positive_int
 from ggufref.errors import ModelError
 
 
@@ -19,7 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="model",
         help="model: end to end (default); kernels: matvec/matmul per format",
     )
-    add_model_arg(p)
+    p.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        default=None,
+        help="a .gguf path or an alias; repeat -m to benchmark several models in one run "
+        "(default: the default model)",
+    )
+    add_weights_arg(p, several=True)
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -31,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=positive_int, default=3, help="repeats; the median is shown")
     p.add_argument("--ctx", type=positive_int, default=1024)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="also write the results JSON to FILE (e.g. docs/data/bench-results.json)",
+    )
     p.add_argument(
         "--compare-llama-cpp",
         action="store_true",
@@ -51,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
         bench_kernels.run(threads=tuple(sorted({1, args.threads})), as_json=args.json)
         return 0
-    path = str(resolve_model(args.model, progress=not args.json))
+    paths = [str(resolve_model(m, progress=not args.json)) for m in (args.model or [None])]
     if args.profile:
-        print(bench.profile_decode(path, args.threads, args.gen_tokens, args.ctx))
+        print(bench.profile_decode(paths[0], args.threads, args.gen_tokens, args.ctx,
+                                   weights=args.weights[0]))  # fmt: skip
         return 0
     if args.compare_llama_cpp and not bench.llama_cpp_available():
         raise ModelError(
@@ -66,15 +81,19 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         result = bench.benchmark(
-            path,
+            paths,
             args.threads,
             args.prompt_tokens,
             args.gen_tokens,
             args.repeat,
             args.ctx,
             args.compare_llama_cpp,
+            weights=tuple(args.weights),
         )
     except RuntimeError as err:
         raise ModelError(str(err)) from None
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1) if args.json else bench.table(result))
     return 0

@@ -1,0 +1,79 @@
+"""ggufref bench across models and weight modes: one results object (schema 2), one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ggufref import bench
+from ggufref.cli import main
+from ggufref.gguf_file import open_gguf
+from ggufref.model import base as model_base
+from ggufref.testing.models import write_model
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    d = tmp_path_factory.mktemp("bench")
+    return [str(write_model(d / "llama.gguf", "llama")), str(write_model(d / "g.gguf", "gemma3"))]
+
+
+def test_two_models_both_modes_one_file(
+    two_models: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    argv = ["bench", "-m", two_models[0], "-m", two_models[1], "--weights"]
+    argv += ["quantized,dequantized", "--repeat", "1", "--prompt-tokens", "8"]
+    argv += ["--gen-tokens", "3", "--ctx", "32", "--threads", "1", "--out", str(out)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert r["schema"] == 2 and r["threads"] == 1
+    assert {"cpu", "cores", "isa", "load_avg"} <= set(r["machine"])
+    assert r["stream_read_gb_s"] > 0 and r["date"]
+    got = [(run["model"], run["weights"]) for run in r["runs"]]
+    assert got == [(Path(p).name, w) for p in two_models for w in ("quantized", "dequantized")]
+    for run in r["runs"]:
+        e = run["engines"]["ggufref"]
+        assert e["decode_tok_s"]["min"] <= e["decode_tok_s"]["median"] <= e["decode_tok_s"]["max"]
+        assert e["peak_rss_mb"] > 0 and "llama.cpp" not in run["engines"]
+        assert run["model"] in table
+    # decode reads the FP32 copy in dequantized mode: 4 bytes per weight of every read matrix
+    q, dq = r["runs"][0], r["runs"][1]
+    assert dq["decode_weight_bytes"] > q["decode_weight_bytes"]
+
+
+def test_decode_weight_bytes_by_hand(two_models: list[str]) -> None:
+    f = open_gguf(two_models[1])  # gemma3: the embedding is the tied output, read once per token
+    mats = [t for t in f.tensors.values() if len(t.shape) == 2]
+    assert bench.decode_weight_bytes(two_models[1]) == sum(t.nbytes for t in mats)
+    n = sum(int(t.shape[0]) * int(t.shape[1]) for t in mats)
+    assert bench.decode_weight_bytes(two_models[1], "dequantized") == 4 * n
+
+
+def test_a_refused_run_is_recorded(
+    two_models: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker turns the fit check's refusal into one JSON line; the run keeps it."""
+    monkeypatch.setattr(model_base, "available_memory", lambda: 1000)
+    args = {"threads": 1, "prompt_tokens": 4, "gen_tokens": 2, "repeat": 1, "ctx": 16}
+    bench.worker("ggufref", two_models[0], {**args, "weights": "dequantized"})
+    line = json.loads(capsys.readouterr().out)
+    assert "needs" in line["error"] and "available" in line["error"]
+    monkeypatch.setattr(bench, "run_engine", lambda *a: line)
+    run = bench._one_run(two_models[0], "dequantized", args, None)
+    assert run["error"] == line["error"] and run["engines"] == {}
+    table = bench.table(
+        {"machine": {"cpu": "x", "isa": "y"}, "threads": 1, "stream_read_gb_s": 1.0, "runs": [run]}
+        | {k: 1 for k in ("prompt_tokens", "gen_tokens", "ctx", "repeat")}
+    )
+    assert line["error"] in table
+
+
+def test_bad_weights_list_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--weights", "quantized,fp4"])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
