@@ -29,6 +29,16 @@ from typing import Any, Protocol
 from ggufref.chat import ChatTemplate
 from ggufref.tools import ParsedReply, ToolCall, ToolRegistry, parse_reply, tool_call_style
 
+# The system message offered when tools are on and the user gave none. The template's own default
+# line ("You are Qwen, ... a helpful assistant.") leaves greedy Qwen2.5-Coder re-issuing the same
+# call after every tool result; told to answer once a result is in, it answers in words.
+# Only the *content* of a system message: the template's own wording is never edited.
+TOOL_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Call a tool only when you need its result. Once a tool has "
+    "returned its result, answer the user in words using that result instead of calling the "
+    "tool again."
+)
+
 # on_event(kind, payload): "text" (str chunk), "reasoning" (str), "tool_call" (ToolCall),
 # "tool_result" (dict: name, tool_call_id, content, ok), "parse_error" (str),
 # "repeated_call" (ToolCall: asked for again, not run).

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ggufref.agent import AgentResult, EventHandler, cut_at_stop, run_agent
+from ggufref.agent import TOOL_SYSTEM_PROMPT, AgentResult, EventHandler, cut_at_stop, run_agent
 from ggufref.chat import TEMPLATE_KEY, ChatTemplate
 from ggufref.generate import Engine, common_prefix
 from ggufref.sampling import GREEDY, SamplerConfig
@@ -119,6 +119,7 @@ class Turn:
     interrupted: bool = False
     result: AgentResult | None = None
     calls: list[CompletionStats] = field(default_factory=list)
+    tools_offered: bool = False
 
     @property
     def tokens(self) -> int:
@@ -155,8 +156,9 @@ class ChatSession:
         self.completer = EngineCompleter(
             engine, sampler, frozenset(i for i in openers if i is not None)
         )
-        self.system = system
         self.registry = registry or ToolRegistry()
+        # With tools and no system message of the user's, the tool-use default (agent.py).
+        self.system = TOOL_SYSTEM_PROMPT if system is None and len(self.registry) else system
         self.max_rounds, self.max_tokens = max_rounds, max_tokens
         self.enable_thinking = enable_thinking
         self.on_event: EventHandler = on_event or (lambda kind, payload: None)
@@ -199,7 +201,8 @@ class ChatSession:
                 self.messages += [user, {"role": "assistant", "content": partial}]
             return Turn(partial, True, None, self.completer.calls[first_call:])
         self.messages = result.messages
-        return Turn(result.content, False, result, self.completer.calls[first_call:])
+        calls = self.completer.calls[first_call:]
+        return Turn(result.content, False, result, calls, tools_offered=len(self.registry) > 0)
 
     def _plain_reply(self, convo: list[dict[str, Any]], on_event: EventHandler) -> AgentResult:
         """One round without tools: text that looks like a tool call is just text here."""

@@ -1,10 +1,13 @@
 """``ggufref chat [PROMPT]``: talk to a model through its chat template, with optional tools.
 
 With PROMPT: answer once and exit (for scripts). Without: an interactive loop.
+With PROMPT and ``--json``: nothing streams; one JSON object goes to stdout at the end (the reply,
+the whole OpenAI-style conversation, how the loop ended, token counts and timings).
 
 Output: the model's text streams to stdout as it is generated. Everything else goes to stderr:
 tool activity, one line per call as it happens (``[tool] calculator({"expression": "2+2"}) -> 4``),
-and a statistics line after each reply (``[prompt 57 tok, 41 cached | 23 tok, 40.1 tok/s]``).
+and a statistics line after each reply (``[prompt 57 tok, 41 cached | 23 tok, 40.1 tok/s]``),
+ending with how the tool loop ended when tools were offered (answered / repeated call / max rounds).
 So ``ggufref chat "..." 2>/dev/null`` prints only what the model wrote.
 
 In the loop: ``/reset`` starts a new conversation, ``/exit`` (or Ctrl-D) quits, and Ctrl-C stops
@@ -38,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="answer this one message and exit (omit for an interactive session)",
     )
-    p.add_argument("--system", default=None, help="a system message")
+    p.add_argument(
+        "--system",
+        default=None,
+        help="a system message (with --tools the default asks the model to answer once a tool "
+        "has returned; --system '' sends none)",
+    )
     p.add_argument(
         "--tools",
         default="",
@@ -55,7 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-rounds",
         type=positive_int,
         default=4,
-        help="model calls per message, tool rounds included (default 4)",
+        help="model calls per message, tool rounds included (default 4); the answer round "
+        "after a repeated call is not counted",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with PROMPT: print one JSON object (content, messages, rounds, finished, stop, "
+        "usage, timings) instead of streaming text",
     )
     p.add_argument(
         "--no-think",
@@ -117,6 +132,12 @@ def print_event(kind: str, payload: Any) -> None:
         sys.stderr.write(f"[tool] {payload.name}({args}) -> ")
     elif kind == "tool_result":
         sys.stderr.write(_one_line(payload["content"]) + "\n")
+    elif kind == "repeated_call":
+        assert isinstance(payload, ToolCall)
+        args = json.dumps(payload.arguments, ensure_ascii=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"[tool] {payload.name}({args}) again: not run; answering without tools\n")
     elif kind == "parse_error":
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -134,7 +155,16 @@ def stats_line(turn: Turn) -> str:
         line += " (interrupted)"
     if turn.context_full:
         line += " (the context is full: /reset to start a new conversation)"
+    if turn.result is not None and turn.tools_offered:
+        line += f" [{ENDINGS[turn.result.stop]} after {turn.result.rounds} rounds]"
     return line
+
+
+ENDINGS = {
+    "answered": "answered",
+    "repeated_call": "repeated call, answered without tools",
+    "max_rounds": "max rounds reached without an answer",
+}
 
 
 def _finish_reply(turn: Turn) -> None:
@@ -148,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     from ggufref.generate import Engine
 
     registry = select_tools(args.tools, args.tools_root)  # before loading: fail fast
+    if args.json and args.prompt is None:
+        raise ToolCallError("--json needs a PROMPT (it prints one answer as one JSON object)")
     engine = Engine(args.model, n_ctx=args.ctx, threads=args.threads)
     session = ChatSession(
         engine,
@@ -157,13 +189,75 @@ def run(args: argparse.Namespace) -> int:
         max_rounds=args.max_rounds,
         max_tokens=args.n,
         enable_thinking=not args.no_think,
-        on_event=print_event,
+        on_event=_quiet_event if args.json else print_event,
     )
     if args.prompt is not None:
         turn = session.ask(args.prompt)
-        _finish_reply(turn)
+        if args.json:
+            print(json.dumps(turn_json(turn, engine.load_s), ensure_ascii=False, indent=1))
+        else:
+            _finish_reply(turn)
         return 130 if turn.interrupted else 0
     return repl(session)
+
+
+def _quiet_event(kind: str, payload: Any) -> None:
+    """With --json nothing streams; tool activity still goes to stderr, one line each."""
+    if kind != "text":
+        print_event(kind, payload)
+
+
+# tag::chat_json[]
+def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as OpenAI's chat API writes it: tool-call arguments as JSON strings."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {
+                        "name": c["function"]["name"],
+                        "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False),
+                    },
+                }
+                for c in m["tool_calls"]
+            ]
+        out.append(m)
+    return out
+
+
+def turn_json(turn: Turn, load_s: float) -> dict[str, Any]:
+    """``chat --json``: the answer, the conversation, how it ended, tokens and timings."""
+    result = turn.result
+    last = turn.calls[-1] if turn.calls else None
+    stop = "interrupted" if turn.interrupted else (result.stop if result else "answered")
+    decode_s = sum(c.decode_s for c in turn.calls)
+    return {
+        "content": turn.content,
+        "messages": openai_messages(result.messages if result else []),
+        "rounds": result.rounds if result else len(turn.calls),
+        "finished": bool(result and result.finished and not turn.interrupted),
+        "stop": stop,
+        "finish_reason": last.stop_reason if last else "",  # of the last completion
+        "tool_calls": len(result.tool_calls) if result else 0,
+        "usage": {
+            "prompt_tokens": sum(c.prompt_tokens for c in turn.calls),
+            "cached_prompt_tokens": sum(c.reused_tokens for c in turn.calls),
+            "completion_tokens": turn.tokens,
+        },
+        "timings": {
+            "load_s": round(load_s, 3),
+            "prefill_s": round(sum(c.prefill_s for c in turn.calls), 3),
+            "decode_s": round(decode_s, 3),
+            "decode_tok_s": round(turn.tokens / decode_s, 2) if decode_s else 0.0,
+        },
+    }
+
+
+# end::chat_json[]
 
 
 # tag::repl[]
