@@ -57,11 +57,14 @@ def test_present_model_runs_and_absent_one_is_skipped(tmp_path, gemma3, capsys):
             },
         ],
     )
-    assert main(["smoke", "--config", str(config)]) == 0
+    # a SKIP row fails the run unless --allow-missing
+    assert main(["smoke", "--config", str(config)]) == 1
     rows = table_rows(capsys.readouterr().out)
     assert rows[str(gemma3)].split()[0] == "complete"
     assert re.search(r"  (OK|WARN \(empty output\))$", rows[str(gemma3)])
-    assert rows[str(absent)].endswith("SKIP (not found)")
+    assert rows[str(absent)].endswith("SKIP (no such file)")
+    expected = 0 if rows[str(gemma3)].endswith("OK") else 1
+    assert main(["smoke", "--config", str(config), "--allow-missing"]) == expected
 
 
 def test_json_rows(tmp_path, gemma3, capsys):
@@ -71,8 +74,9 @@ def test_json_rows(tmp_path, gemma3, capsys):
             {"model": str(gemma3), "prompt": "hello", "steps": 5, "instruct": True},
         ],
     )
-    assert main(["smoke", "--config", str(config), "--json"]) == 0
+    status = main(["smoke", "--config", str(config), "--json"])
     (row,) = json.loads(capsys.readouterr().out)
+    assert status == (0 if row["status"] == "OK" else 1)
     assert row["mode"] == "chat" and row["status"] in ("OK", "WARN")
     assert 0 < row["tokens"] <= 5
     assert row["load_s"] > 0 and row["wall_s"] > 0
@@ -127,24 +131,62 @@ def test_missing_config(tmp_path, capsys):
 def test_repository_config_is_valid():
     entries = load_config(REPO_CONFIG)
     assert entries[0].model == "gemma-3-270m" and not entries[0].instruct
-    assert any(e.instruct and e.tool_calling for e in entries)
+    from ggufref.models import ALIASES
+
+    instruct = [e for e in entries if e.instruct and e.tool_calling and e.tool]
+    assert {e.model for e in instruct} == {
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-1.5b-instruct",
+    }
+    assert all(e.model in ALIASES for e in entries)  # runs on a fresh machine after `pull`
 
 
-def _turn(content: str, calls: list[ToolCall], tool_results: list[str]) -> Turn:
+def _turn(
+    content: str,
+    calls: list[ToolCall],
+    tool_results: list[str],
+    stop_reason: str = "eos",
+    stop: str = "answered",
+) -> Turn:
+    from ggufref.chat_session import CompletionStats
+
     messages = [{"role": "tool", "name": "calculator", "content": c} for c in tool_results]
-    return Turn(content, result=AgentResult(content, messages, 1, True, None, calls))
+    finished = stop != "max_rounds"
+    result = AgentResult(content, messages, 1, finished, None, calls, stop)
+    return Turn(content, result=result, calls=[CompletionStats(10, 0, 5, stop_reason=stop_reason)])
 
 
 def test_judge():
     call = ToolCall("calculator", {"expression": "2+2"})
+    listing = ToolCall("list_files", {"path": "."})
     assert judge(_turn("Hello.", [], []), False) == ("OK", "")
     assert judge(_turn("  ", [], []), False) == ("WARN", "empty reply")
-    assert judge(_turn("4", [], []), True) == ("WARN", "no tool call")
-    assert judge(_turn("4", [call], ["4"]), True) == ("OK", "called calculator")
-    assert judge(_turn("", [call], ["error: calculator: bad"]), True) == (
+    assert judge(_turn("Red, green and", [], [], "length"), False)[1].startswith("stopped at")
+    assert judge(_turn("Hi<|im_end|>", [], []), False) == (
+        "WARN",
+        "template markup in the reply: <|im_end|>",
+    )
+    assert judge(_turn("<|endoftext|>", [], []), False, control=frozenset({"<|endoftext|>"}))[
+        1
+    ].startswith("template markup")
+    assert judge(_turn("4", [], []), True) == ("WARN", "did not call a tool")
+    assert judge(_turn("It is 4.", [call], ["4"]), True) == ("OK", "called calculator; answered")
+    assert (
+        judge(_turn("It is 4.", [call], ["4"]), True, "list_files")[1] == "did not call list_files"
+    )
+    assert judge(_turn("It is five.", [call], ["4"]), True)[1] == (
+        "the answer does not contain the tool's result"
+    )
+    assert judge(_turn("It is 4.", [call], ["4"], stop="max_rounds"), True)[1] == (
+        "no answer (max_rounds)"
+    )
+    assert judge(_turn("It is 4.", [call], ["error: calculator: bad"]), True) == (
         "WARN",
         "a tool call failed",
     )
+    # a listing counts when the answer names one of its entries
+    found = _turn("There is notes.txt and a src folder.", [listing], ["notes.txt\nsrc/"])
+    assert judge(found, True, "list_files")[0] == "OK"
 
 
 def test_table_and_exit_status():
@@ -167,5 +209,8 @@ def test_table_and_exit_status():
     ]
     assert lines[2].split() == ["a", "complete", "0.50", "8", "40.0", "0.20", "OK"]
     assert lines[3].split() == ["b", "-", "-", "-", "-", "-", "SKIP", "(not", "found)"]
-    assert exit_status(rows) == 0
-    assert exit_status([*rows, SmokeRow("d", "load", "FAIL", "boom")]) == 1
+    assert exit_status(rows) == 1  # WARN and SKIP both fail a run
+    assert exit_status(rows[:2]) == 1
+    assert exit_status(rows[:2], allow_missing=True) == 0
+    assert exit_status(rows[:1]) == 0
+    assert exit_status([rows[0], SmokeRow("d", "load", "FAIL", "boom")], True) == 1

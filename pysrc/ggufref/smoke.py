@@ -2,16 +2,25 @@
 
 The list is JSON (``smoke-models.json`` at the repository root), one entry per model::
 
-    {"model": "gemma-3-270m", "prompt": "The capital of France is", "steps": 32,
-     "instruct": false, "toolCalling": "What is 17 * 23?"}
+    {"model": "qwen2.5-coder-0.5b-instruct", "prompt": "Name three primary colours.",
+     "steps": 64, "instruct": true, "toolCalling": "What is 17 * 23?", "tool": "calculator"}
 
 ``model`` is an alias or a path (``~`` allowed), ``steps`` the tokens to generate. A base model
 (``instruct: false``) continues ``prompt``; an instruct model answers it as a one-message chat.
-With ``toolCalling``, one more run offers the built-in tools and asks that question.
+With ``toolCalling``, one more run offers the built-in tools and asks that question; ``tool``
+names the tool it must call (any tool when absent).
 
-Each run is one row: OK, WARN (it ran but said nothing, or called no tool when asked to),
-FAIL (an exception: the model or the engine is broken) or SKIP (the file is not there).
-Sampling is greedy, so a row is reproducible.
+What makes a row OK:
+
+* ``complete``: some text came out.
+* ``chat``: the reply is non-empty, ended at end-of-turn (not at the token limit) and contains
+  no template markup (no control-token text such as ``<|im_end|>`` or ``<tool_call>``).
+* ``tools``: the expected tool was called and every call ran without an error, the loop ended
+  with an answer in words, and the answer contains the tool's result (for a listing: one of
+  its entries).
+
+Rows: OK, WARN (it ran, but a check above failed), FAIL (an exception: the model or the engine is
+broken) or SKIP (the model is not on this machine). Sampling is greedy, so a row is reproducible.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ggufref.errors import GGUFError, GgufrefError
-from ggufref.models import ALIASES, resolve_model
+from ggufref.models import ALIASES, known_model, pull_command, resolve_model
 
 CONFIG_NAME = "smoke-models.json"
 # key -> (type, required); bool is checked apart because isinstance(True, int) holds
@@ -36,6 +45,7 @@ FIELDS: dict[str, tuple[type, bool]] = {
     "steps": (int, True),
     "instruct": (bool, True),
     "toolCalling": (str, False),
+    "tool": (str, False),
 }
 
 
@@ -50,6 +60,7 @@ class SmokeEntry:
     steps: int
     instruct: bool
     tool_calling: str | None = None
+    tool: str | None = None
 
 
 @dataclass
@@ -99,7 +110,12 @@ def _check_entry(i: int, entry: Any) -> SmokeEntry:
     if not entry["model"].strip():
         raise SmokeConfigError(f"{where}: 'model' is empty")
     return SmokeEntry(
-        entry["model"], entry["prompt"], entry["steps"], entry["instruct"], entry.get("toolCalling")
+        entry["model"],
+        entry["prompt"],
+        entry["steps"],
+        entry["instruct"],
+        entry.get("toolCalling"),
+        entry.get("tool"),
     )
 
 
@@ -184,7 +200,7 @@ def _run_chat(engine: Any, entry: SmokeEntry, with_tools: bool) -> SmokeRow:
         turn = session.ask(question)
     decode_s = sum(c.decode_s for c in turn.calls)
     decoded = sum(max(c.tokens - 1, 0) for c in turn.calls)  # forward passes after prefills
-    status, reason = judge(turn, with_tools)
+    status, reason = judge(turn, with_tools, entry.tool, _control_tokens(engine))
     return SmokeRow(
         entry.model,
         mode,
@@ -197,22 +213,76 @@ def _run_chat(engine: Any, entry: SmokeEntry, with_tools: bool) -> SmokeRow:
     )
 
 
-def judge(turn: Any, with_tools: bool) -> tuple[str, str]:
-    """(status, reason) of a chat run (a ``chat_session.Turn``): did it say or do anything?"""
+# Template markup that must never reach a user: the control-token text of the common template
+# families, plus every control token of the model's own vocabulary (see _markup).
+MARKUP = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|start_header_id|>",
+    "<|eot_id|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+)
+
+
+def _markup(text: str, control_tokens: frozenset[str] = frozenset()) -> str | None:
+    """The first piece of template markup in ``text``, or None."""
+    for piece in (*MARKUP, *sorted(control_tokens)):
+        if piece and piece in text:
+            return piece
+    return None
+
+
+def _mentions_result(answer: str, result: str) -> bool:
+    """Does the answer carry the tool's result? A number or word as is; a listing by one entry."""
+    lines = [ln.strip().rstrip("/") for ln in result.splitlines() if ln.strip()]
+    return any(ln and ln in answer for ln in lines)
+
+
+# tag::judge[]
+def _control_tokens(engine: Any) -> frozenset[str]:
+    """The text of the model's control tokens (``<|endoftext|>``, ``<|im_start|>``, ...)."""
+    tok = engine.tokenizer
+    return frozenset(t for i, t in enumerate(tok.tokens) if t and tok.is_control(i))
+
+
+def judge(
+    turn: Any,
+    with_tools: bool,
+    expected_tool: str | None = None,
+    control: frozenset[str] = frozenset(),
+) -> tuple[str, str]:
+    """(status, reason) of a chat run (a ``chat_session.Turn``), by the rules in the docstring."""
     result = turn.result
     calls = result.tool_calls if result else []
-    failed = [
-        m
-        for m in (result.messages if result else [])
-        if m.get("role") == "tool" and str(m.get("content", "")).startswith("error:")
-    ]
-    if with_tools and not calls:
-        return "WARN", "no tool call"
-    if with_tools and failed:
+    messages = result.messages if result else []
+    results = [str(m.get("content", "")) for m in messages if m.get("role") == "tool"]
+    last = turn.calls[-1] if turn.calls else None
+    if not turn.content.strip():
+        return "WARN", "empty reply" if not calls else "called tools but gave no answer"
+    if last is not None and last.stop_reason == "length":
+        return "WARN", "stopped at the token limit, not at end-of-turn"
+    markup = _markup(turn.content, control)
+    if markup:
+        return "WARN", f"template markup in the reply: {markup}"
+    if not with_tools:
+        return "OK", ""
+    names = [c.name for c in calls]
+    if not calls or (expected_tool and expected_tool not in names):
+        return "WARN", f"did not call {expected_tool or 'a tool'}"
+    if any(r.startswith("error:") for r in results):
         return "WARN", "a tool call failed"
-    if not calls and not turn.content.strip():
-        return "WARN", "empty reply"
-    return "OK", ("called " + ", ".join(c.name for c in calls)) if calls else ""
+    if result is not None and not result.finished:
+        return "WARN", f"no answer ({result.stop})"
+    if not any(_mentions_result(turn.content, r) for r in results):
+        return "WARN", "the answer does not contain the tool's result"
+    return "OK", f"called {', '.join(names)}; {result.stop if result else ''}"
+
+
+# end::judge[]
 
 
 # tag::run_entry[]
@@ -220,7 +290,9 @@ def run_entry(entry: SmokeEntry, threads: int | None = None) -> list[SmokeRow]:
     """All the rows of one model: SKIP, or load then complete/chat (+ tools)."""
     path = locate(entry.model)
     if path is None:
-        return [SmokeRow(entry.model, "-", "SKIP", "not found")]
+        known = known_model(entry.model)
+        reason = f"not downloaded: {pull_command(known)}" if known else "no such file"
+        return [SmokeRow(entry.model, "-", "SKIP", reason)]
     from ggufref.generate import Engine
 
     t0 = time.perf_counter()
@@ -310,6 +382,7 @@ def rows_as_json(rows: list[SmokeRow]) -> str:
     return json.dumps(out, ensure_ascii=False, indent=1)
 
 
-def exit_status(rows: list[SmokeRow]) -> int:
-    """1 when any run failed; WARN and SKIP do not fail a smoke run."""
-    return 1 if any(r.status == "FAIL" for r in rows) else 0
+def exit_status(rows: list[SmokeRow], allow_missing: bool = False) -> int:
+    """0 only when every row is OK (SKIP too, with ``allow_missing``); else 1."""
+    allowed = {"OK", "SKIP"} if allow_missing else {"OK"}
+    return 0 if all(r.status in allowed for r in rows) else 1

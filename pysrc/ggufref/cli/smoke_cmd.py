@@ -1,7 +1,8 @@
 """``ggufref smoke [--config FILE] [--json]``: does every model in the list still run?
 
-Models whose file is absent are SKIP rows, not failures; the exit status is 1 only when a run
-raised (FAIL), and 2 when the configuration itself is wrong.
+The exit status is 0 when every row is OK, 1 otherwise (a WARN, a FAIL, or a SKIP: a model that
+is not on this machine — ``--allow-missing`` lets SKIP rows pass), and 2 when the configuration
+itself is wrong.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the model list (default: ./smoke-models.json, else the repository's)",
     )
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="models not on this machine (SKIP rows) do not make the exit status non-zero",
+    )
     add_threads_arg(p)
     p.set_defaults(func=run)
 
@@ -49,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"smoke: {len(entries)} models\n")
     rows = run_smoke(entries, threads=args.threads, on_row=None if args.json else _progress)
     print(rows_as_json(rows) if args.json else format_table(rows))
-    return exit_status(rows)
+    return exit_status(rows, allow_missing=args.allow_missing)
