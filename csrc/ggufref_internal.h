@@ -112,14 +112,23 @@ typedef float (*ggr_dot_fn)(int n, const void *w, const void *x);
 #define GGR_NT 8
 typedef void (*ggr_dotn_fn)(int n, const void *w, const void *x, int64_t xs, float *out);
 
+// Prefill panels (prefill_avx512.c): n_rows weight rows (row_bytes apart, nb blocks each) times
+// one panel of 8 tokens' activations (ggr_panel8, below) -> out (n_rows, 8). Only for formats
+// whose activations are block_q8_0x; results equal the level's one-row kernel's, bit for bit.
+struct ggr_panel8;
+typedef void (*ggr_panel_fn)(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                             const struct ggr_panel8 *p, float *out);
+
 typedef struct {
-    int qtype;                   // enum ggr_type
-    const char *name;            // "Q4_K"
-    int block_elems;             // elements per block
-    int block_bytes;             // bytes per block
-    int act;                     // enum ggr_act
-    ggr_dot_fn dot[ISA_COUNT];   // per level; NULL = use the level below
-    ggr_dotn_fn dotn[ISA_COUNT]; // per level; NULL = none (the row kernel is called per token)
+    int qtype;                     // enum ggr_type
+    const char *name;              // "Q4_K"
+    int block_elems;               // elements per block
+    int block_bytes;               // bytes per block
+    int act;                       // enum ggr_act
+    ggr_dot_fn dot[ISA_COUNT];     // per level; NULL = use the level below
+    ggr_dotn_fn dotn[ISA_COUNT];   // per level; NULL = none (the row kernel is called per token)
+    ggr_panel_fn panel[ISA_COUNT]; // per level; NULL = none (prefill goes through dotn / dot)
+    int panel_offset;              // panel: weight quants + offset are unsigned (Q5_0: 16)
 } ggr_format;
 
 const ggr_format *ggr_format_of(int qtype); // NULL if unsupported
@@ -168,7 +177,7 @@ void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float
 void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 
 // Prefill panels (prefill_avx512.c): 8 tokens' Q8_0 activations per block, side by side.
-typedef struct {
+typedef struct ggr_panel8 {
     float d[8];          // the 8 tokens' scales
     int8_t qs[8][QK];    // their quants
     int32_t corr[8][8];  // -offset * (sum of each 4 quants): vpdpbusd's start for unsigned weights

@@ -9,28 +9,30 @@
 #include "ggufref_internal.h"
 
 // tag::format_table[]
-#define DOTS(f)                                                                                    \
-    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, NULL}, { NULL }
-#define DOTS512(f)                                                                                 \
-    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}, { NULL }
+// A row: type, name, block size and bytes, activation type, then per instruction-set level
+// (scalar, AVX2, AVX-512) the one-row dot kernel, the 8-token kernel, the 8-token prefill panel.
+#define NO_N {NULL, NULL, NULL}
+#define NO_PANEL {NULL, NULL, NULL}, 0
+#define DOTS(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, NULL}, NO_N, NO_PANEL
+#define DOTS512(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}, NO_N, NO_PANEL
 #define DOTS512N(f)                                                                                \
-    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}, {                            \
-        NULL, NULL, ggr_dotn_##f##_avx512                                                          \
-    }
+    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512},                              \
+        {NULL, NULL, ggr_dotn_##f##_avx512}
+#define PANEL512(f, offset) {NULL, NULL, ggr_panel_##f##_avx512}, offset
 static const ggr_format FORMATS[] = {
     {GGR_F32, "F32", 1, 4, ACT_F32, DOTS(f32)},
     {GGR_F16, "F16", 1, 2, ACT_F16R, DOTS(f16)},
     {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOTS(bf16)},
     {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOTS512(q4_0)},
     {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOTS(q4_1)},
-    {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOTS512N(q5_0)},
+    {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOTS512N(q5_0), PANEL512(q5_0, 16)},
     {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOTS(q5_1)},
-    {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOTS512N(q8_0)},
+    {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOTS512N(q8_0), NO_PANEL},
     {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOTS(q2_K)},
     {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOTS(q3_K)},
-    {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOTS512N(q4_K)},
+    {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOTS512N(q4_K), NO_PANEL},
     {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOTS512(q5_K)},
-    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOTS512N(q6_K)},
+    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOTS512N(q6_K), NO_PANEL},
 };
 // end::format_table[]
 
@@ -69,6 +71,13 @@ static ggr_dot_fn pick_dot(const ggr_format *f, int isa) {
 static ggr_dotn_fn pick_dotn(const ggr_format *f, int isa) {
     for (int level = isa; level >= 0; level--)
         if (f->dot[level]) return f->dotn[level];
+    return NULL;
+}
+
+// The prefill panel of the level pick_dot chose, if that level has one.
+static ggr_panel_fn pick_panel(const ggr_format *f, int isa) {
+    for (int level = isa; level >= 0; level--)
+        if (f->dot[level]) return f->act == ACT_Q8_0X ? f->panel[level] : NULL;
     return NULL;
 }
 
@@ -185,12 +194,15 @@ static void dot_tile(void *ctx, int64_t task) {
 }
 // end::linear_tile[]
 
-// ---------------------------------------------------------------- prefill panels (Q5_0, AVX-512)
-// Tokens go 8 at a time through ggr_panel_q5_0_avx512 (see prefill_avx512.c for why it is
-// faster and why its results are the one-row kernel's bit for bit). One task = tile_rows rows
+// ---------------------------------------------------------------- prefill panels (FORMATS.panel)
+// Tokens go 8 at a time through the format's panel kernel (Q5_0 at AVX-512: see
+// prefill_avx512.c for why it is faster and why its results are the one-row kernel's bit for
+// bit). One task = tile_rows rows
 // times every panel; inside, PANEL_ROWS rows (a few KB of weights, kept in L1) meet each panel.
 #define PANEL_ROWS 16
 typedef struct {
+    ggr_panel_fn panel;
+    int offset;
     const uint8_t *w;
     int64_t rows, row_bytes, nb, n_tokens, n_groups, tile_rows;
     const block_q8_0x *xq; // (T, nb)
@@ -203,7 +215,7 @@ static void pack_group(void *ctx, int64_t g) {
     const block_q8_0x *x[8];
     for (int t = 0; t < 8; t++)
         x[t] = g * 8 + t < j->n_tokens ? j->xq + (g * 8 + t) * j->nb : NULL;
-    ggr_pack_panel8((int)j->nb, x, 16, j->panels + g * j->nb);
+    ggr_pack_panel8((int)j->nb, x, j->offset, j->panels + g * j->nb);
 }
 
 static void panel_tile(void *ctx, int64_t task) {
@@ -214,8 +226,8 @@ static void panel_tile(void *ctx, int64_t task) {
     for (int64_t rc = r0; rc < r1; rc += PANEL_ROWS) {
         const int n = (int)(r1 - rc < PANEL_ROWS ? r1 - rc : PANEL_ROWS);
         for (int64_t g = 0; g < j->n_groups; g++) {
-            ggr_panel_q5_0_avx512((int)j->nb, j->w + rc * j->row_bytes, j->row_bytes, n,
-                                  j->panels + g * j->nb, out);
+            j->panel((int)j->nb, j->w + rc * j->row_bytes, j->row_bytes, n, j->panels + g * j->nb,
+                     out);
             const int nt = (int)(j->n_tokens - g * 8 < 8 ? j->n_tokens - g * 8 : 8);
             for (int t = 0; t < nt; t++) {
                 float *yt = j->y + (g * 8 + t) * j->rows + rc;
@@ -226,13 +238,13 @@ static void panel_tile(void *ctx, int64_t task) {
 }
 
 // 0 if done, else GGR_ERR_NOMEM (the caller then takes the general path).
-static int linear_panels(const uint8_t *w, int64_t rows, int64_t cols, const uint8_t *xq,
-                         int64_t n_tokens, float *y, int threads) {
+static int linear_panels(const ggr_format *f, ggr_panel_fn panel, const uint8_t *w, int64_t rows,
+                         int64_t cols, const uint8_t *xq, int64_t n_tokens, float *y, int threads) {
     const int64_t nb = cols / QK, n_groups = (n_tokens + 7) / 8;
     ggr_panel8 *panels = aligned_alloc(64, (size_t)(n_groups * nb) * sizeof(ggr_panel8));
     if (!panels) return GGR_ERR_NOMEM;
-    panel_job j = {w, rows, nb * (int64_t)sizeof(block_q5_0), nb, n_tokens, n_groups, 0,
-                   (const block_q8_0x *)xq, panels, y};
+    panel_job j = {panel, f->panel_offset, w, rows, nb * (int64_t)f->block_bytes, nb, n_tokens,
+                   n_groups, 0, (const block_q8_0x *)xq, panels, y};
     ggr_pool_run(pack_group, &j, n_groups);
     int64_t tile = rows / (4 * (int64_t)threads);
     tile = (tile + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
@@ -282,8 +294,9 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
     }
 
     // 2. dot products, tiled over rows and tokens
-    if (qtype == GGR_Q5_0 && isa >= ISA_AVX512 && n_tokens >= 8 &&
-        linear_panels(w, rows, cols, xq, n_tokens, y, threads) == GGR_OK) {
+    const ggr_panel_fn panel = pick_panel(f, isa);
+    if (panel && n_tokens >= 8 &&
+        linear_panels(f, panel, w, rows, cols, xq, n_tokens, y, threads) == GGR_OK) {
         free(xq);
         return GGR_OK;
     }
