@@ -24,6 +24,9 @@ import json
 import math
 import os
 import re
+import select
+import signal
+import time
 import types
 import typing
 from collections.abc import Callable
@@ -33,6 +36,8 @@ from typing import Any
 from ggufref.errors import ToolCallError
 
 MAX_RESULT_CHARS = 4000  # a tool result longer than this is cut before going back in the prompt
+MAX_ARGUMENT_CHARS = 10_000  # a call's arguments, as JSON, longer than this are refused unrun
+TOOL_SECONDS = 5.0  # wall-clock budget of one built-in tool call (run in a child process)
 
 
 @dataclass
@@ -205,11 +210,23 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+        self._timeouts: dict[str, float] = {}
 
-    def register(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    def register(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Add a tool. With ``timeout`` (seconds) each call runs in a child process that is
+        killed at the deadline: the only bound that also stops long C-level work."""
+
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             schema = function_schema(f, name)
             self._tools[schema["function"]["name"]] = (f, schema)
+            if timeout is not None:
+                self._timeouts[schema["function"]["name"]] = timeout
             return f
 
         return add if fn is None else add(fn)
@@ -235,15 +252,18 @@ class ToolRegistry:
     # tag::run[]
     def call(self, call: ToolCall) -> str:
         """Validate and run one call; ToolCallError for anything the model got wrong."""
-        validate_arguments(self.schema(call.name), call.arguments)
+        schema = self.schema(call.name)
+        size = len(json.dumps(call.arguments, ensure_ascii=False, default=repr))
+        if size > MAX_ARGUMENT_CHARS:  # checked before the tool sees them
+            raise ToolCallError(
+                f"{call.name}: arguments of {size} characters (limit {MAX_ARGUMENT_CHARS})"
+            )
+        validate_arguments(schema, call.arguments)
         fn = self._tools[call.name][0]
-        try:
-            result = fn(**call.arguments)
-        except ToolCallError:
-            raise
-        except Exception as err:  # a tool failing is news for the model, not a crash
-            raise ToolCallError(f"{call.name} failed: {type(err).__name__}: {err}") from err
-        text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        if call.name in self._timeouts:
+            text = call_in_child(fn, call.arguments, self._timeouts[call.name], call.name)
+        else:
+            text = _result_text(call.name, fn, call.arguments)
         if len(text) > MAX_RESULT_CHARS:
             text = text[:MAX_RESULT_CHARS] + f"... [cut at {MAX_RESULT_CHARS} characters]"
         return text
@@ -258,23 +278,168 @@ class ToolRegistry:
     # end::run[]
 
 
+def _result_text(name: str, fn: Callable[..., Any], arguments: dict[str, Any]) -> str:
+    """Run one tool; its result as text, cut to ``MAX_RESULT_CHARS`` (plus one, so the caller
+    sees that it was cut)."""
+    try:
+        result = fn(**arguments)
+    except ToolCallError:
+        raise
+    except Exception as err:  # a tool failing is news for the model, not a crash
+        raise ToolCallError(f"{name} failed: {type(err).__name__}: {err}") from err
+    if not isinstance(result, str):
+        try:
+            result = json.dumps(result, ensure_ascii=False, default=repr)
+        except (ValueError, TypeError, RecursionError) as err:
+            raise ToolCallError(f"{name} returned something that is not JSON: {err}") from err
+    return result[: MAX_RESULT_CHARS + 1]
+
+
+# tag::call_in_child[]
+def call_in_child(
+    fn: Callable[..., Any], arguments: dict[str, Any], seconds: float, name: str
+) -> str:
+    """Run ``fn(**arguments)`` in a forked child and wait at most ``seconds``.
+
+    A thread cannot be stopped inside one long C call (``10 ** 10 ** 8``, a regex that
+    backtracks, a blocking read); a process can be killed. The child sends back one JSON
+    message through a pipe, already cut to ``MAX_RESULT_CHARS``.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, report, exit without running the parent's cleanup
+        try:
+            os.close(read_end)
+            try:
+                message = {"ok": _result_text(name, fn, arguments)}
+            except ToolCallError as err:
+                message = {"error": str(err)}
+            out = json.dumps(message).encode()
+            while out:
+                out = out[os.write(write_end, out) :]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    data: bytes | None = None
+    try:
+        data = _read_until(read_end, time.monotonic() + seconds)
+    finally:
+        os.close(read_end)
+        if data is None:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    if data is None:
+        raise ToolCallError(f"{name} did not finish within {seconds:g} s")
+    try:
+        message = json.loads(data)
+    except ValueError:
+        raise ToolCallError(f"{name} ended without a result") from None
+    if "error" in message:
+        raise ToolCallError(message["error"])
+    return str(message["ok"])
+
+
+# end::call_in_child[]
+
+
+def _read_until(fd: int, deadline: float) -> bytes | None:
+    """Everything written to pipe ``fd`` until its writer closes it; None past ``deadline``."""
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 # --- parsing what the model wrote ----------------------------------------------------------
 
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _PY_CALL_START = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(")
-_FENCE_RE = re.compile(r"^```(?:tool_code|python|json)?\s*\n?(.*?)\n?```$", re.DOTALL)
+_FENCE_TAGS = ("tool_code", "python", "json")
 _JSON_LITERAL_NAMES = {"true": True, "false": False, "null": None}
 
+# Model output is untrusted input too: a reply can nest JSON 10 000 deep or write a
+# 5000-digit number. These limits turn such calls into a parse error fed back to the model.
+MAX_CALL_CHARS = 100_000  # one tool call's JSON or Python text
+MAX_JSON_DEPTH = 64  # nesting of [ and { in one call (real arguments nest 2-4 deep)
+MAX_INT_DIGITS = 1000  # digits of one integer in a call (Python refuses > 4300 with ValueError)
 
+
+class _CallTooBig(Exception):
+    """A tool call over one of the limits above (becomes a message in ParsedReply.errors)."""
+
+
+def json_depth(text: str, start: int = 0) -> int:
+    """Deepest ``[``/``{`` nesting in ``text[start:]``, strings skipped; one pass, no recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _CallTooBig(f"a number with {len(digits)} digits (limit {MAX_INT_DIGITS})")
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_bounded_int)
+
+
+def decode_json(text: str, pos: int = 0) -> tuple[Any, int]:
+    """``JSONDecoder.raw_decode`` within the size, depth and integer limits.
+
+    Raises json.JSONDecodeError for bad JSON and _CallTooBig past a limit: never
+    RecursionError or ValueError, whatever the text.
+    """
+    if len(text) - pos > MAX_CALL_CHARS:
+        raise _CallTooBig(f"{len(text) - pos} characters (limit {MAX_CALL_CHARS})")
+    depth = json_depth(text, pos)
+    if depth > MAX_JSON_DEPTH:
+        raise _CallTooBig(f"JSON nested {depth} deep (limit {MAX_JSON_DEPTH})")
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except (RecursionError, MemoryError) as err:  # belt and braces: the scan bounds both
+        raise _CallTooBig(type(err).__name__) from None
+
+
+# tag::split_reasoning[]
 def split_reasoning(text: str) -> tuple[str, str | None]:
     """``(text without <think> blocks, reasoning or None)``.
 
     Handles a closing ``</think>`` with no opening tag (the prompt opened it) and an
     opening tag never closed (generation stopped while thinking).
+    One left-to-right pass with ``str.find``: a reply of 20 000 ``<think>`` tags costs
+    no more than its length (a lazy regex retried from every tag would be quadratic).
     """
-    parts = [m.strip() for m in _THINK_RE.findall(text)]
-    rest = _THINK_RE.sub("", text)
+    parts, kept, pos = [], [], 0
+    while (start := text.find("<think>", pos)) >= 0:
+        end = text.find("</think>", start + 7)
+        if end < 0:  # no closing tag after this one: none after any later one either
+            break
+        kept.append(text[pos:start])
+        parts.append(text[start + 7 : end].strip())
+        pos = end + 8
+    kept.append(text[pos:])
+    rest = "".join(kept)
     if "</think>" in rest:
         head, _, rest = rest.partition("</think>")
         parts.insert(0, head.strip())
@@ -283,6 +448,31 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
         parts.append(tail.strip())
     reasoning = "\n\n".join(p for p in parts if p)
     return rest.strip(), (reasoning or None)
+
+
+# end::split_reasoning[]
+
+
+def unfence(text: str) -> str | None:
+    """The inside of a Markdown code fence ```` ```json ... ``` ```` filling all of ``text``
+    (the language tag is optional), stripped; None when ``text`` is not one fence."""
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return None
+    inner = text[3:-3]
+    for tag in _FENCE_TAGS:
+        if inner.startswith(tag):
+            inner = inner[len(tag) :]
+            break
+    return inner.strip()
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` within the limits (trailing text is an error, as in json.loads)."""
+    text = text.strip()
+    obj, end = decode_json(text)
+    if text[end:]:
+        raise json.JSONDecodeError("Extra data", text, end)
+    return obj
 
 
 def _call_from_json(obj: Any) -> ToolCall:
@@ -294,9 +484,11 @@ def _call_from_json(obj: Any) -> ToolCall:
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):  # some models double-encode
         try:
-            args = json.loads(args) if args.strip() else {}
+            args = _loads(args) if args.strip() else {}
         except json.JSONDecodeError as err:
             raise ToolCallError(f"{obj['name']}: arguments are not valid JSON: {err}") from err
+        except _CallTooBig as err:
+            raise ToolCallError(f"{obj['name']}: arguments are too large: {err}") from err
     if not isinstance(args, dict):
         raise ToolCallError(f"{obj['name']}: arguments must be a JSON object, got {args!r:.60}")
     return ToolCall(obj["name"], args)
@@ -307,9 +499,11 @@ def parse_hermes(text: str) -> ParsedReply:
     reply = ParsedReply(content=_TOOL_CALL_RE.sub("", text).strip())
     for body in _TOOL_CALL_RE.findall(text):
         try:
-            reply.tool_calls.append(_call_from_json(json.loads(body.strip())))
+            reply.tool_calls.append(_call_from_json(_loads(body.strip())))
         except json.JSONDecodeError as err:
             reply.errors.append(f"<tool_call> is not valid JSON ({err.msg} at {err.pos})")
+        except _CallTooBig as err:
+            reply.errors.append(f"<tool_call> is too large: {err}")
         except ToolCallError as err:
             reply.errors.append(str(err))
     return reply
@@ -320,14 +514,16 @@ def parse_llama3_json(text: str) -> ParsedReply:
     ``<|python_tag|>``."""
     body = text.strip().removeprefix("<|python_tag|>").strip()
     reply = ParsedReply(content="")
-    decoder = json.JSONDecoder()
     pos = 0
     while pos < len(body):
         try:
-            obj, pos = decoder.raw_decode(body, pos)
+            obj, pos = decode_json(body, pos)
             reply.tool_calls.append(_call_from_json(obj))
         except json.JSONDecodeError as err:
             reply.errors.append(f"tool call is not valid JSON ({err.msg} at {err.pos})")
+            break
+        except _CallTooBig as err:
+            reply.errors.append(f"tool call is too large: {err}")
             break
         except ToolCallError as err:
             reply.errors.append(str(err))
@@ -350,6 +546,12 @@ def parse_pythonic(text: str) -> ParsedReply:
     Each call must be a plain name with keyword arguments whose values are literals.
     """
     reply = ParsedReply(content="")
+    if len(text) > MAX_CALL_CHARS or json_depth(text) > MAX_JSON_DEPTH:
+        reply.errors.append(
+            f"tool call list is too large (limits: {MAX_CALL_CHARS} characters, "
+            f"nesting {MAX_JSON_DEPTH})"
+        )
+        return reply
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
@@ -387,8 +589,8 @@ def parse_reply(text: str, style: str = "auto") -> ParsedReply:
     drift between them).
     """
     visible, reasoning = split_reasoning(text)
-    fenced = _FENCE_RE.match(visible)
-    candidate = fenced.group(1).strip() if fenced else visible
+    fenced = unfence(visible)
+    candidate = visible if fenced is None else fenced
     looks = {
         "hermes": "<tool_call>" in visible,
         "llama3": candidate.startswith(("{", "<|python_tag|>")),
@@ -432,6 +634,7 @@ def tool_call_style(template_source: str) -> str:
 MAX_INT_BITS = 4096  # calculator integers stay below 2**4096 (about 1233 digits)
 MAX_EXPRESSION_CHARS = 500
 MAX_FACTORIAL = 200
+MAX_ROUND_DIGITS = 400  # round(x, n): |n| past this would only build a huge power of ten
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -449,6 +652,18 @@ def _factorial(n: Any) -> int:
     return math.factorial(n)
 
 
+def _round(x: Any, ndigits: Any = None) -> Any:
+    """``round``, refusing digit counts whose power of ten would be huge before computing it
+    (``round(1, -10**8)`` builds 10**100000000 with the interpreter lock held)."""
+    if ndigits is None:
+        return round(x)
+    if not isinstance(ndigits, int) or abs(ndigits) > MAX_ROUND_DIGITS:
+        raise ToolCallError(
+            f"calculator: round needs digits in -{MAX_ROUND_DIGITS}..{MAX_ROUND_DIGITS}"
+        )
+    return round(x, ndigits)
+
+
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "exp": math.exp,
@@ -458,7 +673,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "cos": math.cos,
     "tan": math.tan,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "floor": math.floor,
     "ceil": math.ceil,
     "factorial": _factorial,
@@ -466,6 +681,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 
 def _bounded(x: Any) -> Any:
+    if isinstance(x, complex):  # (-8) ** 0.5
+        raise ToolCallError("calculator: result is not a real number")
     if isinstance(x, int) and x.bit_length() > MAX_INT_BITS:
         raise ToolCallError(f"calculator: result has more than {MAX_INT_BITS} bits")
     if isinstance(x, float) and not math.isfinite(x):
@@ -547,6 +764,69 @@ def calculator(expression: str) -> str:
 MAX_LISTED = 200
 
 
+MAX_PATH_CHARS = 1000  # a list_files path longer than this is refused before any system call
+MAX_SYMLINKS = 40  # symbolic links followed in one path (Linux's own limit)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Outside(Exception):
+    """The path leaves the workspace."""
+
+
+# tag::open_inside[]
+def open_inside(base: str, path: str) -> int:
+    """A file descriptor of directory ``path``, resolved inside ``base`` (a real path).
+
+    Every component is opened relative to the one before (``dir_fd``) with ``O_NOFOLLOW``, so
+    the directory we list is the one we checked: no one can swap a symlink in between. ``..``
+    pops our own stack of descriptors, never the file system's; a symlink is read and its
+    target walked the same way (an absolute target must lie under ``base``). Raises _Outside,
+    or OSError when a component is missing or not a directory.
+    """
+    todo = _components(base, path)
+    fds = [os.open(base, _DIR_FLAGS)]
+    links = 0
+    try:
+        while todo:
+            name = todo.pop(0)
+            if name == "..":
+                if len(fds) == 1:
+                    raise _Outside(path)
+                os.close(fds.pop())
+                continue
+            try:
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            except OSError:
+                target = os.readlink(name, dir_fd=fds[-1])  # OSError again: not a link
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise OSError(40, "too many levels of symbolic links") from None
+                if target.startswith("/"):  # restart from the root
+                    for fd in fds[1:]:
+                        os.close(fd)
+                    del fds[1:]
+                todo[:0] = _components(base, target)
+        fd = fds.pop()
+        return fd
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# end::open_inside[]
+
+
+def _components(base: str, path: str) -> list[str]:
+    """The names to walk for ``path``: relative to the current directory, or, for an absolute
+    path, relative to ``base`` (which it must lie under)."""
+    if path.startswith("/"):
+        norm = os.path.normpath(path)
+        if norm != base and not norm.startswith(base.rstrip("/") + "/"):
+            raise _Outside(path)
+        path = norm[len(base) :]
+    return [c for c in path.split("/") if c not in ("", ".")]
+
+
 def make_list_files(root: str | os.PathLike[str]) -> Callable[..., str]:
     """A ``list_files`` tool that can only see ``root`` and what lies below it."""
     base = os.path.realpath(root)
@@ -555,18 +835,30 @@ def make_list_files(root: str | os.PathLike[str]) -> Callable[..., str]:
         """List the files and directories in a directory of the workspace.
 
         Args:
-            path: Directory relative to the workspace root (default: the root itself).
+            path: A directory inside the workspace, relative to it; "." (the default) is the
+                workspace itself.
         """
-        # realpath resolves "..", absolute paths and symlinks before we compare with the root
-        target = os.path.realpath(os.path.join(base, path))
-        if os.path.commonpath([base, target]) != base:
-            raise ToolCallError(f"list_files: {path!r} is outside the workspace")
-        if not os.path.isdir(target):
-            raise ToolCallError(f"list_files: {path!r} is not a directory")
+        if len(path) > MAX_PATH_CHARS or "\0" in path:
+            raise ToolCallError(f"list_files: the path is too long or holds a NUL ({len(path)})")
+        try:
+            fd = open_inside(base, path)
+        except _Outside:
+            raise ToolCallError(f"list_files: {path!r:.80} is outside the workspace") from None
+        except OSError as err:
+            why = err.strerror or type(err).__name__
+            raise ToolCallError(
+                f'list_files: {path!r:.80} is not a directory ({why}); "." is the workspace itself'
+            ) from None
         entries = []
-        with os.scandir(target) as it:
-            for entry in it:
-                entries.append(entry.name + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+        try:
+            with os.scandir(fd) as it:
+                for entry in it:
+                    slash = "/" if entry.is_dir(follow_symlinks=False) else ""
+                    entries.append(entry.name + slash)
+                    if len(entries) > 100 * MAX_LISTED:  # a huge directory: stop reading
+                        break
+        finally:
+            os.close(fd)
         entries.sort()
         more = len(entries) - MAX_LISTED
         lines = entries[:MAX_LISTED] + ([f"... and {more} more"] if more > 0 else [])
@@ -578,6 +870,6 @@ def make_list_files(root: str | os.PathLike[str]) -> Callable[..., str]:
 def builtin_registry(root: str | os.PathLike[str] = ".") -> ToolRegistry:
     """A registry with the demo tools: ``calculator`` and ``list_files`` confined to ``root``."""
     registry = ToolRegistry()
-    registry.register(calculator)
-    registry.register(make_list_files(root), name="list_files")
+    registry.register(calculator, timeout=TOOL_SECONDS)
+    registry.register(make_list_files(root), name="list_files", timeout=TOOL_SECONDS)
     return registry
