@@ -15,10 +15,40 @@ const CHECKS = [
   { name: 'k-quants-dark', page: 'ggufref/explanation/k-quants.html', theme: 'dark' },
   { name: 'index-dark', page: 'ggufref/index.html', theme: 'dark', width: 1400, height: 1100 },
   { name: 'index-mobile', page: 'ggufref/index.html', theme: 'light', width: 420, height: 860 },
+  { name: 'why', page: 'ggufref/why.html', theme: 'light' },
+  { name: 'tool-calling', page: 'ggufref/explanation/tool-calling.html', theme: 'light' },
+  { name: 'benchmarks-dark', page: 'ggufref/benchmarks.html', theme: 'dark' },
 ]
+// Terms a reader types into the search box; each must find at least one page.
+// (The nonsense word must find nothing: it shows the count can be zero.)
+const SEARCHES = ['super-block', 'tok/s', 'Q4_K_M', 'GB/s', 'zzqqxxnonsense']
 const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-dev-shm-usage',
   '--disable-background-networking', '--disable-component-update', '--no-first-run',
   '--disable-sync', '--disable-default-apps', '--disable-extensions', '--allow-file-access-from-files']
+
+// The number of matching passages for a query (a "no results" line is not a hit).
+async function searchHits (page, query) {
+  await page.click('#search-input', { clickCount: 3 })
+  await page.keyboard.press('Backspace')
+  await page.type('#search-input', query)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  return page.$$eval('.search-result-document-hit > a', (els) => els.length)
+}
+
+// Click the widest diagram of a page: a lightbox must show it at its natural width; Escape closes it.
+async function checkZoom (browser) {
+  const page = await browser.newPage()
+  await page.setViewport({ width: 1280, height: 900 })
+  await page.goto(pathToFileURL(path.join(siteDir, 'ggufref/explanation/gguf-on-disk.html')).href, { waitUntil: 'load' })
+  const img = await page.$('.imageblock.mermaid img')
+  await img.click()
+  const shown = await page.$eval('.lightbox img', (el) => ({ width: el.getBoundingClientRect().width, natural: el.naturalWidth }))
+    .catch(() => null)
+  await page.keyboard.press('Escape')
+  const closed = (await page.$('.lightbox')) === null
+  await page.close()
+  return { opened: !!shown, width: shown ? shown.width : 0, natural: shown ? shown.natural : 1, closed }
+}
 
 async function checkPage (browser, check) {
   const page = await browser.newPage()
@@ -59,6 +89,10 @@ async function checkPage (browser, check) {
     await page.waitForSelector('.search-result-item', { timeout: 3000 })
       .catch(() => problems.push('search for "super-block" found nothing'))
     info.searchHits = await page.$$eval('.search-result-item', (els) => els.length)
+  }
+  if (check.name === 'index' && info.search) {
+    info.searches = {}
+    for (const q of SEARCHES) info.searches[q] = await searchHits(page, q)
   }
   await page.close()
   return { ...check, ...info, screenshot: shot, problems }
@@ -128,12 +162,15 @@ const browser = await puppeteer.launch({
 })
 const results = []
 let diagrams = []
+let zoom = {}
 try {
   for (const check of CHECKS) results.push(await checkPage(browser, check))
-  if (process.env.SITE_CHECK_DIAGRAMS !== '0') diagrams = await measureDiagrams(browser)
+  diagrams = await measureDiagrams(browser)
+  zoom = await checkZoom(browser)
 } finally {
   await browser.close()
 }
 const ok = results.every((r) => r.problems.length === 0)
-console.log(JSON.stringify({ ok, results, diagrams }))
+const searches = (results.find((r) => r.name === 'index') || {}).searches || {}
+console.log(JSON.stringify({ ok, results, diagrams, zoom, searches }))
 process.exit(ok ? 0 : 1)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
+import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ggufref import docs_gen
@@ -17,6 +20,7 @@ from ggufref.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "docs" / "bench-results.json"
+FIRST_RUN_PARTS = ("inspect", "generate", "chat")
 
 
 @pytest.mark.parametrize("name", list(docs_gen.PARTIALS))
@@ -110,3 +114,211 @@ def test_unknown_partial_is_a_user_error(capsys) -> None:
 def _scratch_root(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / docs_gen.TEMPLATES, tmp_path / docs_gen.TEMPLATES)
     return tmp_path
+
+
+# ---------------------------------------------------------------------------- activations, CLI
+
+
+def test_formats_table_names_the_activation_format_of_every_weight_format() -> None:
+    text = docs_gen.render("formats-table.adoc", ROOT)
+    rows = {ln.split(" |")[0].lstrip("|"): ln for ln in text.splitlines() if ln.startswith("|Q")}
+    # ggml's vec_dot_type of each format: Q8_1 carries the block sum that Q4_1/Q5_1's m needs.
+    for fmt, act in {"Q4_0": "Q8_0", "Q4_1": "Q8_1", "Q5_1": "Q8_1", "Q8_0": "Q8_0"}.items():
+        assert f"|{act} |" in rows[fmt], rows[fmt]
+    for fmt in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"):
+        assert "|Q8_K |" in rows[fmt], rows[fmt]
+    assert len(docs_gen.kernel_table()) == 13, "csrc/linear.c's FORMATS[] was not parsed"
+
+
+def test_cli_reference_describes_every_argument() -> None:
+    text = docs_gen.render("cli-reference.adoc", ROOT)
+    empty = [ln for ln in text.splitlines() if ln.startswith("|`+") and ln.endswith("+` |")]
+    assert empty == []
+    # chat samples cooler than generate; the page must say so from the parser, not from prose.
+    chat = text[text.index("=== ggufref chat") : text.index("=== ggufref bench")]
+    assert "0 = greedy (default 0.7)" in chat
+
+
+def test_cli_summary_links_every_command_to_its_reference_section() -> None:
+    text = docs_gen.render("cli-commands.adoc", ROOT)
+    ref = docs_gen.render("cli-reference.adoc", ROOT)
+    for anchor in re.findall(r"#(cli-[\w-]+)\[", text):
+        assert f"[#{anchor}]" in ref
+
+
+# ---------------------------------------------------------------------------- measured data
+
+
+def _runs_fixture() -> dict:
+    one = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    deq = json.loads(json.dumps(one))
+    deq["engines"]["ggufref"]["peak_rss_mb"] = 6100.0
+    deq["engines"]["ggufref"]["decode_tok_s"] = {"median": 0.4, "min": 0.3, "max": 0.5}
+    return {
+        "date": "2026-12-01",
+        "commit": "abc1234",
+        "machine": {"cpu": "Fixture CPU", "cores": 2, "isa": "avx2"},
+        "future_field": {"ignored": True},
+        "runs": [
+            {**one, "model": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "weights": "quantized"},
+            {**deq, "model": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "weights": "dequantized"},
+        ],
+    }
+
+
+def test_bench_table_renders_every_run_with_its_stamp(tmp_path: Path) -> None:
+    root = _scratch_root(tmp_path)
+    (root / "docs" / "data").mkdir(parents=True)
+    (root / docs_gen.BENCH_RESULTS).write_text(json.dumps(_runs_fixture()), encoding="utf-8")
+    text = docs_gen.render("bench-table.adoc", root)
+    assert text.count("|Decode, tokens/s, median (min–max) |") == 2
+    assert "weights dequantized" in text
+    # A run's own fields win; the file's top level fills in date, machine and commit.
+    assert "ISA: avx512" in text and "date: 2026-11-26" in text and "commit: abc1234" in text
+
+
+def test_why_page_renders_the_measured_rows_or_says_how_to_measure_them(tmp_path: Path) -> None:
+    root = _scratch_root(tmp_path)
+    text = docs_gen.render("why-measured.adoc", root)
+    assert text.count("NOTE: Not measured yet: run `ggufref bench") == 2
+    assert "dequantized to FP32 (the seed)" in text  # the plan is computed, always present
+    (root / "docs" / "data").mkdir(parents=True)
+    (root / docs_gen.BENCH_RESULTS).write_text(json.dumps(_runs_fixture()), encoding="utf-8")
+    text = docs_gen.render("why-measured.adoc", root)
+    assert "|quantized (the default) |420 MB |30.0 tok/s" in text
+    assert "|dequantized |6100 MB |0.4 tok/s" in text
+    assert text.count("Not measured yet") == 1  # the synthetic 8B row is still missing
+
+
+def test_plan_of_the_8b_model_keeps_the_weights_about_a_seventh_of_fp32() -> None:
+    p = docs_gen.plan_8b()
+    assert p is not None
+    # Q4_K is 4.5 bits and Q6_K 6.5625 against FP32's 32: the mix lands between 32/6.56 and 32/4.5.
+    assert 32 / 6.5625 < p["fp32_bytes"] / p["kept_bytes"] < 32 / 4.5
+
+
+def test_transcript_partial_says_how_to_fill_it_and_renders_it(tmp_path: Path) -> None:
+    root = _scratch_root(tmp_path)
+    text = docs_gen.render("transcript-tool-calculator.adoc", root)
+    assert "not captured yet" in text and "docs/data/transcripts/tool-calculator.json" in text
+    (root / docs_gen.TRANSCRIPTS).mkdir(parents=True)
+    t = {"command": "ggufref chat --tools calculator x", "output": "<tool_call>\n{}", "date": "d"}
+    (root / docs_gen.TRANSCRIPTS / "tool-calculator.json").write_text(json.dumps(t), "utf-8")
+    text = docs_gen.render("transcript-tool-calculator.adoc", root)
+    assert "$ ggufref chat --tools calculator x\n<tool_call>\n{}\n----" in text
+
+
+def test_versions_come_from_the_pinning_files() -> None:
+    text = docs_gen.render("versions.adoc", ROOT)
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert f"|ggufref |{py['version']} |" in text
+    gguf_pin = next(d for d in py["dependencies"] if d.startswith("gguf"))
+    assert f"`{gguf_pin}`" in text
+    golden = json.loads((ROOT / "tests/data/goldens/parity_default.json").read_text("utf-8"))
+    assert f"llama-cpp-python {golden['llama_cpp_python']}" in text
+
+
+# ---------------------------------------------------------------------------- Q4_K, by hand
+
+
+def _scale_min(b: list[int], j: int) -> tuple[int, int]:
+    """ggml's get_scale_min_k4, worked from the bit map on the K-quants page."""
+    if j < 4:
+        return b[j] & 63, b[j + 4] & 63
+    return (b[j + 4] & 0xF) | ((b[j - 4] >> 6) << 4), (b[j + 4] >> 4) | ((b[j] >> 6) << 4)
+
+
+def _check_q4k_walk(w: dict) -> None:
+    from gguf import GGMLQuantizationType as T
+    from gguf.quants import dequantize
+
+    raw = bytes.fromhex(w["hex"])
+    assert len(raw) == 144
+    d, dmin = np.frombuffer(raw[:4], dtype="<f2").astype(float)
+    assert (w["d"], w["dmin"]) == (float(d), float(dmin))
+    scales = list(raw[4:16])
+    assert [_scale_min(scales, j) for j in range(8)] == list(zip(w["sc"], w["m"], strict=True))
+    assert w["q"] == [b & 0x0F for b in raw[16:24]]
+    ref = dequantize(np.frombuffer(raw, np.uint8).reshape(1, 144), T.Q4_K).reshape(-1)[:8]
+    assert np.array_equal(np.array(w["x"], dtype=np.float32), ref), (w["x"], ref)
+
+
+def test_q4k_walk_committed_numbers_agree_with_gguf_quants() -> None:
+    _check_q4k_walk(json.loads((ROOT / docs_gen.Q4K_BLOCK).read_text(encoding="utf-8")))
+
+
+def test_q4k_walk_reads_the_same_bytes_from_the_model_file() -> None:
+    from ggufref import docs_capture
+
+    path = _model_or_skip(docs_capture.Q4K_MODEL)
+    fresh = docs_capture.q4k_block(path)
+    committed = json.loads((ROOT / docs_gen.Q4K_BLOCK).read_text(encoding="utf-8"))
+    assert {k: committed[k] for k in fresh} == fresh
+    _check_q4k_walk(fresh)
+
+
+# ---------------------------------------------------------------------------- Q4_K_M recipe
+
+
+def test_q4km_recipe_puts_q6_k_where_the_rule_says() -> None:
+    from ggufref.plan import more_bits_layer
+
+    r = json.loads((ROOT / docs_gen.RECIPE).read_text(encoding="utf-8"))
+    n, order = r["n_layers"], r["attn_v_file_order"]
+    # The quantizer counts tensors in file order: position p is layer order[p].
+    q6 = {order[p] for p in range(n) if more_bits_layer(p, n)}
+    for kind in ("attn_v", "ffn_down"):
+        assert {i for i, ty in enumerate(r["kinds"][kind]) if ty == "Q6_K"} == q6, kind
+        assert {ty for i, ty in enumerate(r["kinds"][kind]) if i not in q6} == {"Q4_K"}, kind
+    for kind in ("attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"):
+        assert set(r["kinds"][kind]) == {"Q4_K"}, kind
+    assert r["other"] == {"output.weight": "Q6_K", "token_embd.weight": "Q4_K"}
+    assert order != sorted(order), "the 1.5B file is sorted by name, which is the point"
+
+
+def test_q4km_recipe_is_what_the_model_file_holds() -> None:
+    from ggufref import docs_capture
+
+    path = _model_or_skip(docs_capture.RECIPE_MODEL)
+    committed = json.loads((ROOT / docs_gen.RECIPE).read_text(encoding="utf-8"))
+    fresh = docs_capture.recipe(path)
+    assert {k: committed[k] for k in fresh} == fresh
+
+
+# ---------------------------------------------------------------------------- first run
+
+
+@pytest.mark.parametrize("part", list(FIRST_RUN_PARTS))
+def test_first_run_output_is_what_the_command_prints_now(part: str) -> None:
+    from ggufref import docs_capture
+
+    committed = json.loads((ROOT / docs_gen.FIRST_RUN).read_text(encoding="utf-8"))["runs"][part]
+    fresh = docs_capture.run_cli(docs_capture.FIRST_RUN[part])
+    assert fresh["command"] == committed["command"]
+    assert fresh["status"] == committed["status"] == "0"
+    for stream in ("stdout", "stderr"):
+        got, want = (docs_capture.mask_timings(x[stream]) for x in (fresh, committed))
+        assert got == want, (
+            f"`{fresh['command']}` {stream} changed: run `ggufref docs-gen "
+            "--capture first-run` and commit"
+        )
+
+
+def test_mask_timings_hides_rates_and_sizes_but_not_text() -> None:
+    from ggufref import docs_capture
+
+    line = "load 0.31 s | prompt 6 tok, prefill 187.1 tok/s | peak RSS 353 MiB | 24 tok"
+    assert docs_capture.mask_timings(line) == (
+        "load # s | prompt # tok, prefill # tok/s | peak RSS # MiB | # tok"
+    )
+    assert docs_capture.mask_timings(" the capital of France") == " the capital of France"
+
+
+def _model_or_skip(alias: str) -> Path:
+    from ggufref.errors import GgufrefError
+    from ggufref.models import resolve_model
+
+    try:
+        return resolve_model(alias, progress=False)
+    except GgufrefError as exc:
+        pytest.skip(f"{alias} is not on this machine ({exc}); the committed data is checked above")

@@ -32,6 +32,7 @@ SHOTS = ROOT / "build" / "screenshots"
 MIN_PAGES = 25
 MIN_DIAGRAMS = 14
 MAX_PASTED_LINES = 3
+MIN_DIAGRAM_TEXT_PX = 11.0  # every diagram's smallest text, at a 1280 px wide window
 
 
 @pytest.fixture(scope="session")
@@ -251,28 +252,132 @@ def test_sections_have_explicit_ids() -> None:
     assert missing == []
 
 
+# ---------------------------------------------------------------------------- provenance
+
+# A number followed by a unit of size, speed or time: a measured figure, unless it comes from a
+# generated partial (rendered from a committed results file) or an attribute those define.
+MEASURE = re.compile(
+    r"(?<![\w.{])(\d[\d,]*(?:\.\d+)?(?:\s*[–-]\s*\d[\d,]*(?:\.\d+)?)?)\s?"
+    r"(tok/s|tokens/s|tokens per second|GB/s|MB/s|GiB|MiB|KiB|GB|MB|kB|KB|ms|µs|ns|s|seconds)\b"
+)
+# Constants, not measurements: (page, text) pairs a reader could check with a calculator.
+ALLOWED_NUMBERS: set[tuple[str, str]] = set()
+
+
+def hand_typed_measurements(text: str, where: str) -> list[str]:
+    found = []
+    in_listing = False
+    for n, line in enumerate(text.splitlines(), 1):
+        if line == "----":  # listings are code or commands, run by the doc tests
+            in_listing = not in_listing
+            continue
+        if in_listing or line.startswith("//") or line.startswith("include::"):
+            continue
+        for m in MEASURE.finditer(line):
+            if (where, m.group(0)) not in ALLOWED_NUMBERS:
+                found.append(f"{where}:{n}: {m.group(0)!r}")
+    return found
+
+
+def test_no_hand_typed_measurements() -> None:
+    bad = []
+    for adoc in sorted(MODULE.rglob("*.adoc")):
+        if GENERATED in adoc.parents:
+            continue
+        rel = adoc.relative_to(MODULE).as_posix()
+        bad += hand_typed_measurements(adoc.read_text(encoding="utf-8"), rel)
+    assert bad == [], "type no measured figure into a page; render it with `ggufref docs-gen`"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "llama.cpp decodes at 42–45 tokens/s here.",
+        "about 4.5 GB/s on one core",
+        "a peak RSS of about 490 MB",
+        "Load takes about 0.5 s.",
+        "prefill 1064 tok/s",
+    ],
+)
+def test_the_measurement_scan_catches_typed_figures(line: str) -> None:
+    assert hand_typed_measurements(line, "x.adoc") != []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "the {token-embd-mb} MB output matrix",
+        "Q4_K is `2 + 2 + 12 + 128 = 144` bytes, 4.5 bits per weight",
+        "layers 5, 11 and 17 are global",
+    ],
+)
+def test_the_measurement_scan_lets_attributes_and_constants_pass(line: str) -> None:
+    assert hand_typed_measurements(line, "x.adoc") == []
+
+
+def test_home_page_links_to_the_why_page_and_its_callout(site: Path) -> None:
+    home = (COMPONENT / "index.html").read_text(encoding="utf-8")
+    assert 'href="why.html"' in home
+    assert "admonitionblock important" in home
+    why = (COMPONENT / "why.html").read_text(encoding="utf-8")
+    assert "seed" in why and "tok/s" in why
+
+
 # ---------------------------------------------------------------------------- in a browser
 
 
-def test_pages_load_in_headless_chromium(site: Path) -> None:
+@pytest.fixture(scope="session")
+def browser_check(site: Path) -> dict:
+    """tests/site_check.mjs once per session: page checks, screenshots, diagram text sizes."""
     proc = subprocess.run(
         ["node", str(ROOT / "tests" / "site_check.mjs"), str(site), str(SHOTS)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"site_check.mjs printed no result:\n{proc.stdout}\n{proc.stderr}"
-    result = json.loads(lines[-1])
+    return {**json.loads(lines[-1]), "returncode": proc.returncode}
+
+
+def test_every_diagram_is_legible_at_1280_px(browser_check: dict) -> None:
+    diagrams = browser_check["diagrams"]
+    assert len({d["svg"] for d in diagrams}) >= MIN_DIAGRAMS, "diagrams were not measured"
+    small = [
+        f"{d['page']} #{d['id']}: {d['rendered']} px (natural width {d['natural']}, "
+        f"shown {d['shown']})"
+        for d in diagrams
+        if not d["rendered"] >= MIN_DIAGRAM_TEXT_PX
+    ]
+    assert small == []
+
+
+def test_a_diagram_opens_full_size_on_click(browser_check: dict) -> None:
+    zoom = browser_check["zoom"]
+    assert zoom["opened"], "no lightbox after clicking a diagram"
+    assert zoom["width"] >= zoom["natural"] - 1, zoom
+    assert zoom["closed"], "Escape did not close the lightbox"
+
+
+def test_search_finds_units_and_recipe_names(browser_check: dict) -> None:
+    hits = dict(browser_check["searches"])
+    assert hits.pop("zzqqxxnonsense") == 0, "the hit count cannot tell a miss from a hit"
+    assert set(hits) >= {"tok/s", "Q4_K_M", "GB/s", "super-block"}
+    assert {q: n for q, n in hits.items() if n < 1} == {}
+
+
+def test_pages_load_in_headless_chromium(browser_check: dict) -> None:
+    result = browser_check
+    proc_returncode = result["returncode"]
     problems = {r["name"]: r["problems"] for r in result["results"] if r["problems"]}
     assert problems == {}
-    assert proc.returncode == 0
+    assert proc_returncode == 0
     by_name = {r["name"]: r for r in result["results"]}
     assert by_name["index"]["diagrams"] >= 1
     assert by_name["k-quants"]["toc"] >= 5, "the page TOC was not built"
     assert by_name["index"]["searchHits"] >= 1
-    for name in ("index", "k-quants"):
+    for name in ("index", "k-quants", "why", "tool-calling"):
         assert Path(by_name[name]["screenshot"]).stat().st_size > 10_000
 
 

@@ -48,50 +48,6 @@ _TIMING = re.compile(r"\d[\d,]*(\.\d+)?(?= ?(s|tok/s|MiB|GiB|MB|GB|tok|ms)\b)")
 # ---------------------------------------------------------------------------- Q4_K_M
 
 
-def uses_more_bits(layer: int, n_layers: int) -> bool:
-    """llama.cpp's choice of layers that get a bigger type in the _M recipes.
-
-    The first and last eighth of the layers, and every third layer in between (integer division,
-    as the quantizer computes it): the layers whose attn_v and ffn_down matter most.
-    """
-    eighth = n_layers // 8
-    return layer < eighth or layer >= 7 * n_layers // 8 or (layer - eighth) % 3 == 2
-
-
-def q4_k_m_type(name: str, ordinal: int, n_layers: int, n_cols: int, tied: bool) -> str:
-    """The block format Q4_K_M gives a 2-D weight, as our reading of llama-quant.cpp states it.
-
-    ``ordinal`` is the tensor's position among the tensors of its kind *in file order*: the
-    quantizer counts attn_v and ffn_down tensors as it meets them, so in a file whose tensors are
-    sorted by name (blk.0, blk.1, blk.10, ...) the "more bits" layers are not the layer numbers.
-    """
-    output = name == "output.weight" or (tied and name == "token_embd.weight")
-    sensitive = ".attn_v." in name or ".ffn_down." in name
-    wanted = "Q6_K" if output or (sensitive and uses_more_bits(ordinal, n_layers)) else "Q4_K"
-    if n_cols % 256:  # a super-block cannot span a row: fall back to a 32-element format
-        return "Q8_0" if wanted == "Q6_K" else "Q5_0"
-    return wanted
-
-
-def predicted_types(path: Path) -> dict[str, tuple[str, str]]:
-    """name -> (type in the file, type the Q4_K_M rule gives), for every 2-D weight."""
-    from ggufref.gguf_file import open_gguf
-
-    f = open_gguf(path)
-    n = int(f.arch_get("block_count"))
-    tied = "output.weight" not in f.tensors
-    seen: dict[str, int] = {}
-    out = {}
-    for name, t in f.tensors.items():
-        if len(t.shape) != 2:
-            continue
-        kind = name.split(".")[2] if name.startswith("blk.") else name
-        ordinal = seen.get(kind, 0)
-        seen[kind] = ordinal + 1
-        out[name] = (t.qtype.name, q4_k_m_type(name, ordinal, n, t.shape[1], tied))
-    return out
-
-
 def recipe(path: Path) -> dict[str, Any]:
     """The type of each 2-D weight: per layer for the layer matrices, by name otherwise."""
     from ggufref.gguf_file import open_gguf

@@ -50,10 +50,10 @@ RECIPE = DATA / "q4km-recipe.json"
 Q4K_BLOCK = DATA / "q4k-superblock.json"
 FIRST_RUN = DATA / "first-run.json"
 SEED_REPORT = DATA / "seed-report.json"
-PLAN_8B = DATA / "plan-qwen3-8b.json"
+PLAN_MODEL, PLAN_CTX = "qwen3-8b", 4096
 TRANSCRIPTS = DATA / "transcripts"
 # Agent-loop transcripts the tutorials show; each renders docs/data/transcripts/<name>.json.
-TRANSCRIPT_NAMES = ("tool-calculator", "tool-list-files", "chat-instruct")
+TRANSCRIPT_NAMES = ("tool-calculator", "tool-list-files", "chat-instruct", "add-a-tool")
 MEMORY_PLAN_CTX = 1024
 DTYPE_NAMES = {
     "f2": "fp16",
@@ -145,7 +145,7 @@ ACT_NAMES = {
     "ACT_Q8_1X": "Q8_1",
     "ACT_Q8_K": "Q8_K",
 }
-_FORMAT_ROW = re.compile(r'\{GGR_\w+, "(\w+)", [^,]+, [^,]+, (ACT_\w+), (DOTS\w*)\((\w+)\)\}')
+_FORMAT_ROW = re.compile(r'\{GGR_\w+, "(\w+)", [^,]+, [^,]+, (ACT_\w+), (DOTS\w*)\((\w+)\)')
 
 
 def kernel_table() -> list[dict[str, str]]:
@@ -202,6 +202,15 @@ def cli_data() -> dict[str, Any]:
     return {"commands": commands, "top": top}
 
 
+# Words for arguments the parser leaves without help, so that no row of the reference is empty.
+# (A help= on the argument itself wins; this is only the fallback.)
+FALLBACK_HELP = {
+    "prompt_tokens": "length of the benchmark prompt, in tokens",
+    "gen_tokens": "tokens to generate after the prompt, in the decode measurement",
+    "ctx": "context size in tokens (sizes the KV cache)",
+}
+
+
 def _usage(p: argparse.ArgumentParser) -> str:
     text = " ".join(p.format_usage().split())
     return text.removeprefix("usage: ")
@@ -214,9 +223,12 @@ def _argument(a: argparse.Action) -> dict[str, str]:
         name = ", ".join(f"{o}{metavar}" for o in a.option_strings)
     else:
         name = shown
-    text = a.help or ""
+    text = a.help or FALLBACK_HELP.get(a.dest, "")
     if "%(" in text:
         text = text % {**vars(a), "prog": "ggufref"}
+    shows_default = a.option_strings and a.nargs != 0 and a.default not in (None, "", [])
+    if shows_default and a.default != argparse.SUPPRESS and "default" not in text:
+        text += "" if f"({a.default})" in text else f" (default {a.default})"
     # The core count is a property of the machine, not of the CLI: keep the page portable.
     text = re.sub(r"(number of cores), \d+", r"\1", text)
     required = a.required if a.option_strings else a.nargs in (None, 1, "+")
@@ -348,13 +360,13 @@ def model_facts_data() -> dict[str, Any]:
 
 
 def recipe_data(root: Path) -> dict[str, Any] | None:
-    from ggufref.docs_capture import uses_more_bits
+    from ggufref.plan import more_bits_layer
 
     r = _load(root, RECIPE)
     if r is None:
         return None
     n = r["n_layers"]
-    more = [i for i in range(n) if uses_more_bits(i, n)]
+    more = [i for i in range(n) if more_bits_layer(i, n)]
     kinds = []
     for kind, types in r["kinds"].items():
         by_type: dict[str, list[int]] = {}
@@ -420,12 +432,29 @@ def why_measured_data(root: Path) -> dict[str, Any]:
                 return {**run, "stamp": stamp(run)}
         return None
 
-    plan = _load(root, PLAN_8B)
     return {
         "quantized": find("1.5b", "quantized"),
         "dequantized": find("1.5b", "dequantized"),
         "synthetic": find("8b", None),
-        "plan": None if plan is None else {**plan, "stamp": stamp(plan)},
+        "plan": plan_8b(),
+    }
+
+
+def plan_8b() -> dict[str, Any] | None:
+    """``ggufref plan qwen3-8b``: computed from the preset's shapes, the same on every machine."""
+    try:
+        from ggufref.plan import plan
+    except ImportError:  # pragma: no cover - plan.py is part of the package
+        return None
+    r = plan(PLAN_MODEL, None, PLAN_CTX, None)
+    mp = r["memory_plan"]
+    return {
+        "model": r["model"],
+        "ftype": r["ftype"],
+        "n_ctx": mp["n_ctx"],
+        "kept_bytes": mp["stored_total"],
+        "fp32_bytes": mp["fp32_total"],
+        "kv_bytes": mp["kv_cache_bytes"],
     }
 
 
@@ -476,6 +505,7 @@ PARTIALS: dict[str, Callable[[Path], dict[str, Any] | None]] = {
     "first-run-generate.adoc": lambda root: first_run_data(root, "generate"),
     "first-run-chat.adoc": lambda root: first_run_data(root, "chat"),
     "why-seed.adoc": why_seed_data,
+    "seed-facts.adoc": why_seed_data,
     "why-measured.adoc": why_measured_data,
     "versions.adoc": versions_data,
     **{f"transcript-{n}.adoc": _transcript(n) for n in TRANSCRIPT_NAMES},
