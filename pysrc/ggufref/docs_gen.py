@@ -486,6 +486,7 @@ def versions_data(root: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- rendering
 
+
 def _transcript(name: str) -> Callable[[Path], dict[str, Any] | None]:
     return lambda root: transcript_data(root, name)
 
