@@ -75,6 +75,12 @@ async function checkPage (browser, check) {
       toc,
       nav: document.querySelectorAll('.nav a.nav-link').length,
       search: !!document.getElementById('search-input'),
+      // Admonition labels: Antora's <i class="fa"> needs an icon font the site does not load,
+      // so the CSS shows the title as text; this is what a reader sees.
+      admonitionLabels: Array.from(document.querySelectorAll('.admonitionblock td.icon')).map((td) => {
+        const i = td.querySelector('i')
+        return i ? getComputedStyle(i, '::before').content.replace(/"/g, '') : td.textContent.trim()
+      }),
     }
   })
   for (const src of info.broken) problems.push(`broken image: ${src}`)

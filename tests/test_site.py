@@ -379,6 +379,19 @@ def test_pages_load_in_headless_chromium(browser_check: dict) -> None:
     assert by_name["index"]["searchHits"] >= 1
     for name in ("index", "k-quants", "why", "tool-calling"):
         assert Path(by_name[name]["screenshot"]).stat().st_size > 10_000
+    assert by_name["index"]["admonitionLabels"] == ["Important"]
+
+
+def test_every_tagged_listing_names_its_source_file(site: Path) -> None:
+    missing = []
+    for adoc in sorted(PAGES.rglob("*.adoc")):
+        text = adoc.read_text(encoding="utf-8")
+        wanted = re.findall(r"^include::example\$([^\[]+)\[tag=([\w-]+)\]$", text, flags=re.M)
+        html = (COMPONENT / adoc.relative_to(PAGES)).with_suffix(".html").read_text("utf-8")
+        for path, tag in wanted:
+            if f"Source: <code>{path}</code>, tag <code>{tag}</code>" not in html:
+                missing.append(f"{adoc.relative_to(PAGES)}: {path} tag {tag}")
+    assert missing == []
 
 
 # ---------------------------------------------------------------------------- failure paths
