@@ -126,8 +126,11 @@ def run_cli(args: list[str], timeout: float = 600) -> dict[str, str]:
         env=env,
         stdin=subprocess.DEVNULL,
     )
-    home = str(Path.home())
-    clean = lambda s: s.replace(home, "~")  # noqa: E731 - no machine paths on the site
+    from ggufref.models import cache_dir
+
+    # No machine paths on the site: the cache as a reader's default, then the home directory.
+    cache, home = str(cache_dir()), str(Path.home())
+    clean = lambda s: s.replace(cache, "~/.cache/ggufref").replace(home, "~")  # noqa: E731
     return {
         "command": "ggufref " + " ".join(_quote(a) for a in args),
         "stdout": clean(proc.stdout),
