@@ -304,6 +304,24 @@ def test_first_run_output_is_what_the_command_prints_now(part: str) -> None:
         )
 
 
+@pytest.mark.parametrize("name", ["chat-instruct", "tool-calculator", "tool-list-files"])
+def test_committed_transcript_is_what_the_command_prints_now(name: str) -> None:
+    from ggufref import docs_capture
+
+    path = ROOT / docs_gen.TRANSCRIPTS / f"{name}.json"
+    if not path.is_file():
+        pytest.skip(
+            f"{path.name} not captured yet (`ggufref docs-gen --capture transcript-{name}`)"
+        )
+    _model_or_skip(docs_capture.INSTRUCT)
+    committed = json.loads(path.read_text(encoding="utf-8"))
+    fresh = docs_capture.transcript(name, ROOT)
+    assert fresh["command"] == committed["command"]
+    assert docs_capture.mask_timings(fresh["output"]) == docs_capture.mask_timings(
+        committed["output"]
+    ), f"run `ggufref docs-gen --capture transcript-{name}` and commit"
+
+
 def test_mask_timings_hides_rates_and_sizes_but_not_text() -> None:
     from ggufref import docs_capture
 

@@ -39,6 +39,24 @@ FIRST_RUN = {
         "32",
     ],
 }
+# The agent-loop transcripts the tutorials show: the small instruct model, greedy, run from the
+# repository root (list_files sees a directory of the docs whose content is stable).
+INSTRUCT = "qwen2.5-coder-0.5b-instruct"
+TRANSCRIPTS = {
+    "chat-instruct": ["chat", "-m", INSTRUCT, "What is a GGUF file? Answer in one sentence."],
+    "tool-calculator": ["chat", "-m", INSTRUCT, "--tools", "calculator", "What is 17 * 23?"],
+    "tool-list-files": [
+        "chat",
+        "-m",
+        INSTRUCT,
+        "--tools",
+        "list_files",
+        "--tools-root",
+        "docs/modules/ROOT/examples/tutorial",
+        "Which files are in the workspace?",
+    ],
+}
+GREEDY = ["--temperature", "0"]
 # The Q4_K super-block the byte walk decodes: the instruct model that CI also has.
 Q4K_MODEL = "qwen2.5-coder-0.5b-instruct"
 RECIPE_MODEL = "qwen2.5-coder-1.5b-instruct"
@@ -116,7 +134,7 @@ def mask_timings(text: str) -> str:
     return _TIMING.sub("#", text)
 
 
-def run_cli(args: list[str], timeout: float = 600) -> dict[str, str]:
+def run_cli(args: list[str], timeout: float = 600, cwd: Path | None = None) -> dict[str, str]:
     env = {**os.environ, "COLUMNS": "100", "PYTHONHASHSEED": "0"}
     proc = subprocess.run(
         [sys.executable, "-m", "ggufref", *args],
@@ -125,6 +143,7 @@ def run_cli(args: list[str], timeout: float = 600) -> dict[str, str]:
         timeout=timeout,
         env=env,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
     from ggufref.models import cache_dir
 
@@ -171,13 +190,25 @@ def machine_stamp() -> dict[str, Any]:
     }
 
 
+def transcript(name: str, root: Path) -> dict[str, Any]:
+    run = run_cli([*TRANSCRIPTS[name], *GREEDY], cwd=root)
+    output = run["stdout"].rstrip("\n") + (
+        "\n" + run["stderr"].rstrip("\n") if run["stderr"] else ""
+    )
+    return {"command": run["command"], "output": output, "status": run["status"], "model": INSTRUCT}
+
+
 def capture(name: str, root: Path, model: str | None = None) -> Path:
     """Run one capture and write its JSON under docs/data/; returns the path written."""
     from ggufref.docs_gen import FIRST_RUN as FIRST_RUN_JSON
     from ggufref.docs_gen import Q4K_BLOCK, RECIPE
+    from ggufref.docs_gen import TRANSCRIPTS as TRANSCRIPTS_DIR
     from ggufref.models import resolve_model
 
-    if name == "first-run":
+    if name.startswith("transcript-") and name[len("transcript-") :] in TRANSCRIPTS:
+        short = name[len("transcript-") :]
+        data, rel = transcript(short, root), TRANSCRIPTS_DIR / f"{short}.json"
+    elif name == "first-run":
         data, rel = first_run(), FIRST_RUN_JSON
     elif name == "q4k-block":
         data, rel = q4k_block(resolve_model(model or Q4K_MODEL, progress=False)), Q4K_BLOCK
@@ -186,7 +217,8 @@ def capture(name: str, root: Path, model: str | None = None) -> Path:
     else:
         from ggufref.errors import GgufrefError
 
-        raise GgufrefError(f"unknown capture {name!r}; known: first-run, q4k-block, recipe")
+        known = ["first-run", "q4k-block", "recipe", *(f"transcript-{n}" for n in TRANSCRIPTS)]
+        raise GgufrefError(f"unknown capture {name!r}; known: " + ", ".join(known))
     out = root / rel
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**machine_stamp(), **data}, indent=1) + "\n", encoding="utf-8")

@@ -23,9 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--capture",
         metavar="NAME",
-        choices=["first-run", "q4k-block", "recipe"],
+        choices=[
+            "first-run",
+            "q4k-block",
+            "recipe",
+            "transcript-chat-instruct",
+            "transcript-tool-calculator",
+            "transcript-tool-list-files",
+        ],
         help="run the commands or read the model a partial shows and write its docs/data/ JSON "
-        "(first-run, q4k-block, recipe), then regenerate",
+        "(first-run, q4k-block, recipe, transcript-NAME), then regenerate",
     )
     p.add_argument(
         "--model",
