@@ -21,15 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-import jinja2
-
-from ggufref.chat_sandbox import (
-    MAX_SOURCE_CHARS,
-    RENDER_SECONDS,
-    BoundedSandbox,
-    render_bounded,
-    run_with_deadline,
-)
+from ggufref.chat_sandbox import MAX_SOURCE_CHARS, RENDER_SECONDS, render_in_worker
 from ggufref.errors import TemplateError
 
 # Strings that end an assistant turn in the template families we know; generation stops there.
@@ -190,6 +182,97 @@ def builtin_source(family: str) -> str:
     return ref.read_text(encoding="utf-8")
 
 
+# --- where the messages landed -------------------------------------------------------------
+
+
+class RenderedPrompt(str):
+    """A rendered prompt: a plain ``str`` that also carries ``content_spans``, the
+    ``(start, end)`` character ranges where message contents were written.
+
+    Only the template's own text may become control tokens; text inside these spans came from
+    a user, a tool or the model, and is tokenized as plain text (``Engine.encode_rendered``).
+    """
+
+    content_spans: tuple[tuple[int, int], ...]
+
+    def __new__(cls, text: str, spans: tuple[tuple[int, int], ...] = ()) -> RenderedPrompt:
+        obj = super().__new__(cls, text)
+        obj.content_spans = spans
+        return obj
+
+
+# tag::content_spans[]
+def content_spans(text: str, messages: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, int], ...]:
+    """Where the messages' untrusted strings may sit in ``text``.
+
+    Templates write messages, and each message's strings, in order. Searching forwards gives
+    each string's earliest possible place, searching backwards its latest; the true one lies
+    between, so every occurrence between the two is marked. A string that is also template
+    text nearby (a message of exactly ``<|im_end|>``) may so mark the template's own token as
+    text, never the reverse. A string the template changed is searched stripped; one not
+    found (a template that drops system messages) is skipped.
+    """
+    pieces = [p for m in messages for p in _message_texts(m)]
+    first = _place(text, pieces, forward=True)
+    last = _place(text, pieces[::-1], forward=False)[::-1]
+    spans = []
+    for lo, hi in zip(first, last, strict=True):
+        if lo is None or hi is None:
+            continue
+        start = lo[0]
+        while 0 <= start <= hi[0]:
+            spans.append((start, start + lo[1]))
+            start = text.find(text[lo[0] : lo[0] + lo[1]], start + 1)
+    return tuple(sorted(spans))
+
+
+def _place(text: str, pieces: list[str], forward: bool) -> list[tuple[int, int] | None]:
+    """Greedy placement of ``pieces`` in order (forward) or in reverse order (backward):
+    ``(start, length)`` per piece, trying each piece whole, then stripped."""
+    out: list[tuple[int, int] | None] = []
+    bound = 0 if forward else len(text)
+    for piece in pieces:
+        hit = None
+        for candidate in (piece, piece.strip()):
+            if not candidate:
+                continue
+            at = text.find(candidate, bound) if forward else text.rfind(candidate, 0, bound)
+            if at >= 0:
+                hit = (at, len(candidate))
+                bound = at + len(candidate) if forward else at
+                break
+        out.append(hit)
+    return out
+
+
+# end::content_spans[]
+
+
+def _message_texts(message: Mapping[str, Any]) -> list[str]:
+    """The untrusted strings of one message: content (a string or text parts), reasoning,
+    tool-call names and the string values of their arguments."""
+    out: list[str] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        out.append(content)
+    elif isinstance(content, list):
+        out += [p["text"] for p in content if isinstance(p, Mapping) and _is_str(p.get("text"))]
+    out += [message[k] for k in ("reasoning_content", "thinking") if _is_str(message.get(k))]
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function", {}) if isinstance(call, Mapping) else {}
+        args = fn.get("arguments") if isinstance(fn, Mapping) else None
+        out += [str(fn["name"])] if _is_str(fn.get("name")) else []
+        if isinstance(args, Mapping):
+            out += [v for v in args.values() if _is_str(v)]
+        elif _is_str(args):
+            out.append(str(args))
+    return out
+
+
+def _is_str(x: Any) -> bool:
+    return isinstance(x, str) and bool(x)
+
+
 # --- the template --------------------------------------------------------------------------
 
 
@@ -224,16 +307,7 @@ class ChatTemplate:
         self.name = name
         self._now = now or _dt.datetime.now
         self.timeout = timeout
-        env = BoundedSandbox()
-        env.globals["strftime_now"] = self._strftime_now
-        self._template: jinja2.Template = run_with_deadline(
-            lambda: env.from_string(source), timeout
-        )
-
-    def _strftime_now(self, fmt: str) -> str:
-        if not isinstance(fmt, str) or len(fmt) > 100:
-            raise TemplateError("chat template: strftime_now needs a short format string")
-        return self._now().strftime(fmt)
+        render_in_worker(source, None, timeout)  # compile now: syntax errors show at load
 
     # tag::render[]
     def render(
@@ -243,22 +317,27 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         enable_thinking: bool = True,
         **extra: Any,
-    ) -> str:
+    ) -> RenderedPrompt:
         """The prompt text for ``messages`` (OpenAI-style dicts) and optional tool schemas.
 
         ``extra`` reaches the template as further variables (``date_string``,
         ``tools_in_user_message``, ``reasoning_effort``...), as in transformers.
+        The result is a ``str`` that also knows where each message's content landed
+        (``RenderedPrompt.content_spans``), so that text cannot become control tokens.
         """
+        normalized = normalize_messages(messages)
         context = {
             **extra,
-            "messages": normalize_messages(messages),
+            "messages": normalized,
             "tools": list(tools) if tools else None,
             "add_generation_prompt": add_generation_prompt,
             "enable_thinking": enable_thinking,
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
+            "__now__": self._now(),
         }
-        return run_with_deadline(lambda: render_bounded(self._template, context), self.timeout)
+        text = render_in_worker(self.source, context, self.timeout)
+        return RenderedPrompt(text, content_spans(text, normalized))
 
     # end::render[]
 

@@ -114,13 +114,22 @@ class Engine:
     ) -> list[int]:
         return self.tokenizer.encode(text, add_bos=add_bos, parse_special=parse_special)
 
+    # tag::encode_rendered[]
     def encode_rendered(self, prompt: str) -> list[int]:
-        """A prompt rendered by a chat template: its special-token text is parsed, and no BOS is
-        added when the template already wrote one."""
+        """A prompt rendered by a chat template: no BOS is added when the template already
+        wrote one, and control-token text becomes control tokens only where the template wrote
+        it. A ``chat.RenderedPrompt`` knows where the messages' contents are; there,
+        ``<|im_end|>`` typed by a user or returned by a tool stays plain text. A plain ``str``
+        is trusted whole."""
         tok = self.tokenizer
         bos_text = tok.tokens[tok.bos_id] if tok.bos_id is not None else ""
         add_bos = False if bos_text and prompt.startswith(bos_text) else None
-        return self.encode(prompt, add_bos=add_bos, parse_special=True)
+        spans = getattr(prompt, "content_spans", None)
+        if spans is None:
+            return self.encode(prompt, add_bos=add_bos, parse_special=True)
+        return tok.encode_protected(str(prompt), spans, add_bos=add_bos)
+
+    # end::encode_rendered[]
 
     def check_fits(self, n_prompt: int, max_tokens: int) -> None:
         if n_prompt == 0:
@@ -161,7 +170,10 @@ class Engine:
         stop_strings: Iterable[str] = (),
         on_text: Callable[[str], None] | None = None,
         top_logits: int = 0,
+        ban_first: np.ndarray | None = None,
     ) -> Generation:
+        """``ban_first``: token ids the first sampled token may not be (see agent.py: the answer
+        round after a repeated tool call must start in words, not with another call)."""
         self.file.check_unchanged()  # a file truncated under the map would SIGBUS below
         self.check_fits(len(prompt_ids), max_tokens)
         stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
@@ -180,6 +192,9 @@ class Engine:
             if top_logits:
                 best = np.argsort(-logits, kind="stable")[:top_logits]
                 out.top_logits.append([(int(i), float(logits[i])) for i in best])
+            if ban_first is not None and not out.tokens:
+                logits = logits.copy()  # finite, far below the rest: never sampled, never NaN
+                logits[ban_first] = logits.min() - 1e4
             tok = smp.sample(logits)
             if not out.tokens:
                 out.timings.first_token_s = time.perf_counter() - t0

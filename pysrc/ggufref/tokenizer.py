@@ -17,6 +17,7 @@ forced to CONTROL and collected into `Tokenizer.eot_ids`, the ids that end gener
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import math
 import os
@@ -141,9 +142,7 @@ def check_tokenizer_metadata(meta: Mapping[str, Any], origin: str) -> list[str]:
         if len(value) != n:
             raise bad(key, None, f"{n} (one per token)", shown=f"{len(value)} items")
     merges = meta.get("tokenizer.ggml.merges")
-    if merges is not None and (
-        not isinstance(merges, list | tuple) or not _all_of(merges, (str,))
-    ):
+    if merges is not None and (not isinstance(merges, list | tuple) or not _all_of(merges, (str,))):
         raise bad("merges", _first_odd(merges, str), 'a list of strings "left right"')
     for key in _ID_KEYS:
         value = meta.get(f"tokenizer.ggml.{key}_token_id")
@@ -327,13 +326,77 @@ class Tokenizer:
     ) -> list[int]:
         """Token ids of `text`. add_bos/add_eos None: as the file says (tokenizer.ggml.add_*)."""
         _check_unicode(text)
+        return self._encode_fragments(self._split_special(text, parse_special), add_bos, add_eos)
+
+    # end::encode[]
+
+    # tag::encode_protected[]
+    def encode_protected(
+        self,
+        text: str,
+        plain_spans: Iterable[tuple[int, int]],
+        add_bos: bool | None = None,
+        add_eos: bool | None = None,
+    ) -> list[int]:
+        """Like ``encode(text, parse_special=True)``, except that a control token lying wholly
+        inside one of ``plain_spans`` stays text. Chat prompts use it so a message holding
+        ``<|im_end|>`` cannot end its own turn: only the template may write control tokens.
+
+        The text is not cut at the spans, so a prompt without control-token text in its
+        messages encodes exactly like ``encode``; a span that only overlaps a token's text
+        (a message "im" found inside ``<|im_end|>``) leaves the token alone.
+        """
+        _check_unicode(text)
+        spans = _merged(plain_spans, len(text))
+        starts = [a for a, _ in spans]
+
+        def inside(a: int, b: int) -> bool:
+            k = bisect.bisect_right(starts, a) - 1
+            return k >= 0 and b <= spans[k][1]
+
+        segments = [(0, len(text))] if text else []  # plain text still to search
+        found: list[tuple[int, int]] = []  # (start, token id)
+        for tid in self._special_all:  # longest first, as _split_special
+            tok = self.tokens[tid]
+            if tok not in text:
+                continue
+            control, n, rest = self.is_control(tid), len(tok), []
+            for a, b in segments:
+                q = text.find(tok, a, b)
+                while q >= 0:
+                    if control and inside(q, q + n):  # message text: stays text
+                        q = text.find(tok, q + 1, b)
+                        continue
+                    rest.append((a, q))
+                    found.append((q, tid))
+                    a = q + n
+                    q = text.find(tok, a, b)
+                rest.append((a, b))
+            segments = [(a, b) for a, b in rest if a < b]
+        frags: list[str | int] = []
+        pos = 0
+        for q, tid in sorted(found):
+            if q > pos:
+                frags.append(text[pos:q])
+            frags.append(tid)
+            pos = q + len(self.tokens[tid])
+        if pos < len(text):
+            frags.append(text[pos:])
+        return self._encode_fragments(frags, add_bos, add_eos)
+
+    # end::encode_protected[]
+
+    def _encode_fragments(
+        self, frags: list[str | int], add_bos: bool | None, add_eos: bool | None
+    ) -> list[int]:
+        """Ids of text already cut at special tokens (ints) into plain-text fragments."""
         add_bos = self.add_bos if add_bos is None else add_bos
         add_eos = self.add_eos if add_eos is None else add_eos
         out: list[int] = []
         if add_bos and self.bos_id is not None:
             out.append(self.bos_id)
         prev_special = True  # SentencePiece: a fragment after a special token gets a space prefix
-        for frag in self._split_special(text, parse_special):
+        for frag in frags:
             if isinstance(frag, int):
                 out.append(frag)
                 prev_special = True
@@ -350,8 +413,6 @@ class Tokenizer:
         if add_eos and self.eos_id is not None:
             out.append(self.eos_id)
         return out
-
-    # end::encode[]
 
     # tag::split_special[]
     def _split_special(self, text: str, parse_special: bool) -> list[str | int]:
@@ -451,6 +512,19 @@ class Tokenizer:
 
     def stream(self, special: bool = False) -> StreamDecoder:
         return StreamDecoder(self, special)
+
+
+def _merged(spans: Iterable[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """Spans clipped to ``0..n``, sorted, overlapping ones merged."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted((max(0, a), min(n, b)) for a, b in spans):
+        if start >= end:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def _check_unicode(text: str) -> None:
