@@ -166,6 +166,13 @@ typedef struct {
     int64_t tile_tokens;            // tokens per task
 } dot_job;
 
+// Decode: a tile's rows are walked as DECODE_STREAMS interleaved runs (row r, r + part,
+// r + 2 part, ...), not top to bottom. Each run is a separate sequential stream through memory,
+// so the hardware prefetchers fetch DECODE_STREAMS places at once: one stream at a time left
+// the core waiting on DRAM (one thread, weights from DRAM, GB/s of CPU time: Q4_K 5.6 -> 9.6,
+// Q5_0 4.4 -> 8.3, Q6_K 9.3 -> 11.1; software prefetch of the next blocks did not help). The
+// dot products and their results are unchanged; only the order rows are visited in is.
+#define DECODE_STREAMS 8
 // tag::linear_tile[]
 // One task = tile_rows weight rows times tile_tokens tokens. The weight tile (~32 KB) stays in
 // L1/L2 while its tokens pass over it, GGR_NT at a time, so a weight byte comes from memory
@@ -189,7 +196,12 @@ static void dot_tile(void *ctx, int64_t task) {
     for (; t < t1; t++) {
         const uint8_t *xt = j->xq + t * j->xq_row_bytes;
         float *yt = j->y + t * j->rows;
-        for (int64_t r = r0; r < r1; r++) yt[r] = j->dot((int)j->cols, j->w + r * j->row_bytes, xt);
+        const int64_t part = (r1 - r0) / DECODE_STREAMS; // rows per stream
+        for (int64_t r = r0; r < r0 + part; r++)
+            for (int s = 0; s < DECODE_STREAMS; s++)
+                yt[r + s * part] = j->dot((int)j->cols, j->w + (r + s * part) * j->row_bytes, xt);
+        for (int64_t r = r0 + DECODE_STREAMS * part; r < r1; r++) // the remainder, in order
+            yt[r] = j->dot((int)j->cols, j->w + r * j->row_bytes, xt);
     }
 }
 // end::linear_tile[]
@@ -315,10 +327,12 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
 // ---------------------------------------------------------------- memory bandwidth probe
 // Sum a buffer as 64-bit words on every pool thread: the speed a matvec can at best reach,
 // since a matvec reads each weight byte exactly once.
+#define GGR_STREAM_TASKS 1024 // most chunks one probe splits the buffer into
+
 typedef struct {
     const uint8_t *buf;
     int64_t n_bytes, chunk;
-    uint64_t partial[1024];
+    uint64_t partial[GGR_STREAM_TASKS];
 } stream_job;
 
 static void stream_chunk(void *ctx, int64_t task) {
@@ -342,9 +356,12 @@ double ggr_stream_read(const uint8_t *buf, int64_t n_bytes) {
     static stream_job j; // large; the pool serializes jobs, this function is for benchmarks
     j.buf = buf;
     j.n_bytes = n_bytes;
-    j.chunk = (n_bytes / 1024 + 4095) / 4096 * 4096;
+    // chunk = ceil(n_bytes / TASKS) rounded up to a page, so tasks = ceil(n_bytes / chunk)
+    // <= TASKS (rounding n_bytes / TASKS down first gave 1025 tasks for 4194487 bytes)
+    const int64_t per_task = (n_bytes + GGR_STREAM_TASKS - 1) / GGR_STREAM_TASKS;
+    j.chunk = (per_task + 4095) / 4096 * 4096;
     if (j.chunk < 4096) j.chunk = 4096;
-    const int64_t tasks = (n_bytes + j.chunk - 1) / j.chunk;
+    const int64_t tasks = n_bytes > 0 ? (n_bytes + j.chunk - 1) / j.chunk : 0;
     ggr_pool_run(stream_chunk, &j, tasks);
     uint64_t s = 0;
     for (int64_t t = 0; t < tasks; t++) s += j.partial[t];
