@@ -257,9 +257,11 @@ def test_sections_have_explicit_ids() -> None:
 # A number followed by a unit of size, speed or time: a measured figure, unless it comes from a
 # generated partial (rendered from a committed results file) or an attribute those define.
 MEASURE = re.compile(
-    r"(?<![\w.{])(\d[\d,]*(?:\.\d+)?(?:\s*[–-]\s*\d[\d,]*(?:\.\d+)?)?)\s?"
+    r"(?<![\w.{-])(\d[\d,]*(?:\.\d+)?(?:\s*[–-]\s*\d[\d,]*(?:\.\d+)?)?)\s?"
     r"(tok/s|tokens/s|tokens per second|GB/s|MB/s|GiB|MiB|KiB|GB|MB|kB|KB|ms|µs|ns|s|seconds)\b"
 )
+# Logit differences are measured too (a count of logits, such as the vocabulary, is not).
+LOGIT_GAP = re.compile(r"(?<![\w.{-])\d+\.\d+(?:\s*[–-]\s*\d+\.\d+)?\s?logits\b")
 # Constants, not measurements: (page, text) pairs a reader could check with a calculator.
 ALLOWED_NUMBERS: set[tuple[str, str]] = set()
 
@@ -273,7 +275,7 @@ def hand_typed_measurements(text: str, where: str) -> list[str]:
             continue
         if in_listing or line.startswith("//") or line.startswith("include::"):
             continue
-        for m in MEASURE.finditer(line):
+        for m in [*MEASURE.finditer(line), *LOGIT_GAP.finditer(line)]:
             if (where, m.group(0)) not in ALLOWED_NUMBERS:
                 found.append(f"{where}:{n}: {m.group(0)!r}")
     return found
@@ -297,6 +299,7 @@ def test_no_hand_typed_measurements() -> None:
         "a peak RSS of about 490 MB",
         "Load takes about 0.5 s.",
         "prefill 1064 tok/s",
+        "a top-2 gap of only 0.03 logits",
     ],
 )
 def test_the_measurement_scan_catches_typed_figures(line: str) -> None:
@@ -309,6 +312,8 @@ def test_the_measurement_scan_catches_typed_figures(line: str) -> None:
         "the {token-embd-mb} MB output matrix",
         "Q4_K is `2 + 2 + 12 + 128 = 144` bytes, 4.5 bits per weight",
         "layers 5, 11 and 17 are global",
+        "the tokens and the top-5 logits",
+        "one row became 262,144 logits",
     ],
 )
 def test_the_measurement_scan_lets_attributes_and_constants_pass(line: str) -> None:

@@ -325,6 +325,26 @@ def byte_map_data() -> dict[str, Any]:
     }
 
 
+def parity_facts_data() -> dict[str, Any]:
+    """Figures the parity page quotes, from the committed llama.cpp goldens of the default model."""
+    g = json.loads((REPO / "tests/data/goldens/parity_default.json").read_text(encoding="utf-8"))
+    cases = g["cases"]
+    diffs = [float(c["self_max_abs_diff"]) for c in cases]
+    france = next(c for c in cases if c["prompt"] == "The capital of France is")
+    return {
+        "facts": {
+            "parity-cases": str(len(cases)),
+            "parity-self-diff-min": f"{min(diffs):.1f}",
+            "parity-self-diff-max": f"{max(diffs):.1f}",
+            "parity-self-flips": str(sum(1 for c in cases if c["self_flip_steps"])),
+            "parity-france-tokens": str(len(france["tokens"])),
+            "parity-france-gap-step4": f"{france['top2_gap'][4]:.2f}",
+            "parity-llama-cpp-python": str(g["llama_cpp_python"]),
+        },
+        "model": "tests/data/goldens/parity_default.json",
+    }
+
+
 def cli_summary_data() -> dict[str, Any]:
     return {"commands": cli_data()["commands"]}
 
@@ -342,7 +362,7 @@ def model_facts_data() -> dict[str, Any]:
     plan = memory_plan(f, MEMORY_PLAN_CTX)
     mb = lambda n: f"{n / 1e6:,.0f}"  # noqa: E731 - decimal megabytes, as the prose says MB
     return {
-        "model": f.path.name,
+        "model": f"the default model ({f.path.name})",
         "facts": {
             "model-file-mb": mb(f.size),
             "model-weights-mb": mb(plan.stored_total),
@@ -499,6 +519,7 @@ PARTIALS: dict[str, Callable[[Path], dict[str, Any] | None]] = {
     "gguf-byte-map.adoc": lambda root: byte_map_data(),
     "tensor-table.adoc": lambda root: tensor_data(),
     "model-facts.adoc": lambda root: model_facts_data(),
+    "parity-facts.adoc": lambda root: parity_facts_data(),
     "bench-table.adoc": bench_data,
     "q4km-recipe.adoc": recipe_data,
     "q4k-walk.adoc": q4k_walk_data,
@@ -514,6 +535,7 @@ PARTIALS: dict[str, Callable[[Path], dict[str, Any] | None]] = {
 # Partials that share one template (the part of the name after the first dash differs).
 TEMPLATE_OF = {
     **{f"first-run-{p}.adoc": "first-run.adoc.j2" for p in ("inspect", "generate", "chat")},
+    "parity-facts.adoc": "model-facts.adoc.j2",
     **{f"transcript-{n}.adoc": "transcript.adoc.j2" for n in TRANSCRIPT_NAMES},
 }
 
