@@ -10,7 +10,7 @@ export PUPPETEER_SKIP_DOWNLOAD := 1
 export PUPPETEER_EXECUTABLE_PATH ?= /usr/bin/chromium
 
 .PHONY: help deps deps-apt deps-python deps-node build run site site-only test lint typecheck \
-        pytest test-fast site-test site-container goldens bench bench-kernels docs-gen fuzz clean \
+        pytest test-fast site-test site-container goldens bench bench-kernels docs-gen fuzz test-sanitize clean \
         models smoke
 
 help:
@@ -102,6 +102,9 @@ mutants:   # inject each known bug class into a copy of the project; every one m
 
 fuzz:
 	$(PYTHON) tools/fuzz_gguf.py --seconds 120
+
+test-sanitize:   # the C kernels built with -fsanitize=address,undefined (build/sanitize/); kernel, ops and loader tests
+	$(PYTHON) tools/fuzz_sanitize.py
 
 clean:
 	rm -rf build .cache pysrc/ggufref/_kernels*.so pysrc/ggufref/_kernels.c *.egg-info pysrc/*.egg-info

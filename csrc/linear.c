@@ -253,7 +253,9 @@ static void panel_tile(void *ctx, int64_t task) {
 static int linear_panels(const ggr_format *f, ggr_panel_fn panel, const uint8_t *w, int64_t rows,
                          int64_t cols, const uint8_t *xq, int64_t n_tokens, float *y, int threads) {
     const int64_t nb = cols / QK, n_groups = (n_tokens + 7) / 8;
-    ggr_panel8 *panels = aligned_alloc(64, (size_t)(n_groups * nb) * sizeof(ggr_panel8));
+    // aligned_alloc wants a size that is a multiple of the alignment (ASan checks it)
+    const size_t panel_bytes = (size_t)(n_groups * nb) * sizeof(ggr_panel8);
+    ggr_panel8 *panels = aligned_alloc(64, (panel_bytes + 63) / 64 * 64);
     if (!panels) return GGR_ERR_NOMEM;
     panel_job j = {panel, f->panel_offset, w, rows, nb * (int64_t)f->block_bytes, nb, n_tokens,
                    n_groups, 0, (const block_q8_0x *)xq, panels, y};

@@ -67,11 +67,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GgufrefError as err:
-        sys.stdout.flush()
-        sys.stderr.write(f"ggufref {args.command}: error: {err}\n")
-        return EXIT_USER_ERROR
+        return _user_error(args.command, str(err))
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:  # the OS refused a path the user gave (EIO, ENAMETOOLONG, EACCES)
+        where = f"{str(err.filename)[:200]}: " if err.filename else ""
+        return _user_error(args.command, f"{where}{err.strerror or err}")
+
+
+def _user_error(command: str, message: str) -> int:
+    """One line on stderr, whatever the message holds (newlines or escape sequences from a
+    file's key names, undecodable bytes from a path), then exit status 2."""
+    from ggufref.cli.common import one_line
+
+    sys.stdout.flush()
+    sys.stderr.write(f"ggufref {command}: error: {one_line(message)}\n")
+    return EXIT_USER_ERROR

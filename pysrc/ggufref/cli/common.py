@@ -108,6 +108,17 @@ def utf8_text(text: str) -> str:
     return text
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character (newlines, escape sequences, the lone
+    surrogates that stand for undecodable bytes) written as a backslash escape."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
+
+
 def tolerant_stdin() -> None:
     """Read stdin as UTF-8 with invalid bytes turned into U+FFFD (piped chat input may be
     anything; a UnicodeDecodeError from ``input()`` would end the session)."""

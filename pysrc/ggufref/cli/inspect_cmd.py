@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from ggufref.cli.common import add_model_arg, human_bytes, positive_int
+from ggufref.cli.common import add_model_arg, human_bytes, one_line, positive_int
 from ggufref.config import check_hyperparameter_types
 from ggufref.gguf_file import GGUFFile, memory_plan, open_gguf
 from ggufref.models import resolve_model
@@ -75,10 +75,7 @@ def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
 def shown(value: Any) -> str:
     """``str(value)`` with every non-printable character escaped: names come from the file,
     and an escape sequence in a tensor name could retitle or clear the user's terminal."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return one_line(str(value))
 
 
 def _layer_of(name: str) -> str:
@@ -93,8 +90,7 @@ def _print_text(s: dict[str, Any]) -> None:
         print(f"  {k:<36} {shown(v)}")
     tok = s["tokenizer"]
     print(
-        f"tokenizer     {shown(tok['model'])} (pre: {shown(tok['pre'])}), "
-        f"vocab {tok['vocab_size']}"
+        f"tokenizer     {shown(tok['model'])} (pre: {shown(tok['pre'])}), vocab {tok['vocab_size']}"
     )
     print(f"chat template {'present' if s['chat_template'] else 'absent (built-in fallback)'}")
     print(f"\ntensors ({len(s['tensors'])}):")
