@@ -247,6 +247,22 @@ def test_q4k_walk_committed_numbers_agree_with_gguf_quants() -> None:
     _check_q4k_walk(json.loads((ROOT / docs_gen.Q4K_BLOCK).read_text(encoding="utf-8")))
 
 
+@pytest.mark.parametrize("bits", [0x0181, 0x097D, 0x3C00, 0xC000, 0x0001, 0x7BFF])
+def test_q4k_walk_decodes_halves_by_hand_as_numpy_does(bits: int) -> None:
+    h = docs_gen._fp16_parts(bits)
+    exp = 2.0 ** (h["exp"] - 15) if h["exp"] else 2.0**-14
+    value = (-1) ** h["sign"] * ((1 if h["exp"] else 0) + h["man"] / 1024) * exp
+    assert value == float(np.array([bits], np.uint16).view(np.float16)[0]), h
+
+
+def test_q4k_walk_shows_the_bytes_it_decodes() -> None:
+    text = docs_gen.render("q4k-walk.adoc", ROOT)
+    w = json.loads((ROOT / docs_gen.Q4K_BLOCK).read_text(encoding="utf-8"))
+    raw = bytes.fromhex(w["hex"])
+    assert f"+  0  {raw[0]:02x} {raw[1]:02x} {raw[2]:02x} {raw[3]:02x} " in text
+    assert f"sc[0] = scales[0] & 0x3f = 0x{raw[4]:02x} & 0x3f = {raw[4] & 63}" in text
+
+
 def test_q4k_walk_reads_the_same_bytes_from_the_model_file() -> None:
     from ggufref import docs_capture
 

@@ -408,7 +408,28 @@ def _ranges(xs: list[int]) -> str:
 
 
 def q4k_walk_data(root: Path) -> dict[str, Any] | None:
-    return _load(root, Q4K_BLOCK)
+    w = _load(root, Q4K_BLOCK)
+    if w is None:
+        return None
+    raw = bytes.fromhex(w["hex"])
+    halves = [_fp16_parts(raw[i] | raw[i + 1] << 8) for i in (0, 2)]
+    return {**w, "halves": halves, "b": list(raw)}
+
+
+def _fp16_parts(bits: int) -> dict[str, Any]:
+    """An IEEE half as a reader decodes it by hand: sign, exponent, mantissa and the formula."""
+    sign, exp, man = bits >> 15, (bits >> 10) & 31, bits & 1023
+    normal = f"(1 + {man} / 1024) × 2^{exp - 15}"
+    formula = normal if exp else f"{man} / 1024 × 2^-14"  # subnormal: no implicit 1
+    return {
+        "hex": f"0x{bits:04x}",
+        "bin": f"{sign:01b} {exp:05b} {man:010b}",
+        "sign": sign,
+        "exp": exp,
+        "man": man,
+        "formula": ("-" if sign else "") + formula,
+        "subnormal": exp == 0,
+    }
 
 
 def first_run_data(root: Path, part: str) -> dict[str, Any] | None:
