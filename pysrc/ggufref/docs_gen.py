@@ -290,6 +290,16 @@ def stamp(r: dict[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
+def short_stamp(r: dict[str, Any] | None) -> str:
+    """The stamp of a captured output, short enough for a listing title."""
+    if not r:
+        return ""
+    m = r.get("machine") or {}
+    commit = r.get("commit") or m.get("commit") or "not recorded"
+    cpu = f"{m.get('cpu', 'CPU not recorded')} ({m.get('isa', '?')})"
+    return f"{r.get('date', 'undated')}, {cpu}, commit {commit}"
+
+
 def bench_data(root: Path) -> dict[str, Any] | None:
     r = _load(root, BENCH_RESULTS)
     if r is None:
@@ -439,7 +449,7 @@ def first_run_data(root: Path, part: str) -> dict[str, Any] | None:
     run = dict(r["runs"][part])
     if part == "inspect":
         run["stdout"] = _abridge(run["stdout"], keep_head=22, resume_at="quant-type mix:")
-    return {"run": run, "r": r, "stamp": stamp(r)}
+    return {"run": run, "r": r, "stamp": short_stamp(r)}
 
 
 def _abridge(text: str, keep_head: int, resume_at: str) -> str:
@@ -454,7 +464,7 @@ def _abridge(text: str, keep_head: int, resume_at: str) -> str:
 
 def transcript_data(root: Path, name: str) -> dict[str, Any] | None:
     r = _load(root, TRANSCRIPTS / f"{name}.json")
-    return None if r is None else {"t": r, "stamp": stamp(r)}
+    return None if r is None else {"t": r, "stamp": short_stamp(r)}
 
 
 def why_seed_data(root: Path) -> dict[str, Any] | None:
