@@ -220,3 +220,15 @@ def _worker_peak_mib() -> float:
         return 0.0
     line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
     return int(line.split()[1]) / 1024
+
+
+def test_source_and_generated_code_are_bounded_before_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(TemplateError, match="characters, limit is"):
+        ChatTemplate("x" * (chat_sandbox.MAX_SOURCE_CHARS + 1))
+    # the generated-code check runs in whichever process compiles: here, in this one
+    monkeypatch.setattr(chat_sandbox, "MAX_CODE_CHARS", 2_000)
+    with pytest.raises(TemplateError, match="characters of code"):
+        chat_sandbox.BoundedSandbox().from_string("{{ a }}" * 200)
+    chat_sandbox.BoundedSandbox().from_string("{{ a }}")  # small templates still compile

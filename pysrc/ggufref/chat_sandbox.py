@@ -53,6 +53,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ggufref.errors import TemplateError
 
+# tag::limits[]
 MAX_SOURCE_CHARS = 1_000_000  # real templates are 0.2-40 kB
 MAX_OUTPUT_CHARS = 1_000_000  # a prompt longer than this is no prompt for our models
 MAX_VALUE_CHARS = 1_000_000  # largest string (or list) one expression may build
@@ -63,6 +64,7 @@ MAX_TEMPLATE_NODES = 20_000  # parsed syntax-tree nodes (real templates: 20-400)
 MAX_CODE_CHARS = 8_000_000  # Python source Jinja generates, checked before compile()
 MAX_RENDER_MEMORY = 768 * 2**20  # address space of the render worker process, in bytes
 RENDER_SECONDS = 5.0  # wall-clock budget for compiling or rendering one template
+# end::limits[]
 
 # %-format conversion specs: flags, width (digits or *), precision (digits or *)
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.S)

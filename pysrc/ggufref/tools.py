@@ -35,9 +35,11 @@ from typing import Any
 
 from ggufref.errors import ToolCallError
 
+# tag::limits[]
 MAX_RESULT_CHARS = 4000  # a tool result longer than this is cut before going back in the prompt
 MAX_ARGUMENT_CHARS = 10_000  # a call's arguments, as JSON, longer than this are refused unrun
 TOOL_SECONDS = 5.0  # wall-clock budget of one built-in tool call (run in a child process)
+# end::limits[]
 
 
 @dataclass
@@ -364,9 +366,11 @@ _JSON_LITERAL_NAMES = {"true": True, "false": False, "null": None}
 
 # Model output is untrusted input too: a reply can nest JSON 10 000 deep or write a
 # 5000-digit number. These limits turn such calls into a parse error fed back to the model.
+# tag::limits[]
 MAX_CALL_CHARS = 100_000  # one tool call's JSON or Python text
 MAX_JSON_DEPTH = 64  # nesting of [ and { in one call (real arguments nest 2-4 deep)
 MAX_INT_DIGITS = 1000  # digits of one integer in a call (Python refuses > 4300 with ValueError)
+# end::limits[]
 
 
 class _CallTooBig(Exception):
@@ -631,10 +635,12 @@ def tool_call_style(template_source: str) -> str:
 
 # --- built-in demo tools -------------------------------------------------------------------
 
+# tag::limits[]
 MAX_INT_BITS = 4096  # calculator integers stay below 2**4096 (about 1233 digits)
 MAX_EXPRESSION_CHARS = 500
 MAX_FACTORIAL = 200
 MAX_ROUND_DIGITS = 400  # round(x, n): |n| past this would only build a huge power of ten
+# end::limits[]
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -764,8 +770,10 @@ def calculator(expression: str) -> str:
 MAX_LISTED = 200
 
 
+# tag::limits[]
 MAX_PATH_CHARS = 1000  # a list_files path longer than this is refused before any system call
 MAX_SYMLINKS = 40  # symbolic links followed in one path (Linux's own limit)
+# end::limits[]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 

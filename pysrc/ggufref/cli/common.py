@@ -13,6 +13,7 @@ import resource
 import sys
 from collections.abc import Callable
 
+# tag::limits[]
 MAX_INT_ARG = 2**31 - 1  # counts and sizes (tokens, context, repeats) fit a C int
 MAX_THREADS_ARG = 1024  # the C pool caps itself lower (GGR_MAX_THREADS); more is a typo
 MAX_SEED = 2**63 - 1  # numpy's default_rng takes any non-negative int; keep it a C int64
@@ -20,6 +21,7 @@ MAX_SEED = 2**63 - 1  # numpy's default_rng takes any non-negative int; keep it 
 # divides a logit into inf; a repeat penalty of 1e-45 does the same in float32).
 TEMPERATURE_RANGE = (1e-3, 1e3)  # plus 0 = greedy
 REPEAT_PENALTY_RANGE = (1e-3, 1e3)  # plus 0 = off
+# end::limits[]
 
 
 def add_model_arg(p: argparse.ArgumentParser, positional: bool = False) -> None:
