@@ -25,10 +25,12 @@ class ScriptedCompleter:
         self.stream = stream
         self.prompts: list[str] = []
         self.stops: list[list[str]] = []
+        self.answer_only: list[bool] = []
 
-    def complete(self, prompt, *, max_tokens, stop, on_text):
+    def complete(self, prompt, *, max_tokens, stop, on_text, answer_only=False):
         assert max_tokens > 0
         self.prompts.append(prompt)
+        self.answer_only.append(answer_only)
         self.stops.append(stop)
         text = self.replies.pop(0)
         if self.stream and on_text:
@@ -217,6 +219,7 @@ def test_a_repeated_call_is_not_run_again_and_tools_are_withdrawn(registry):
     assert [k for k, _ in events].count("repeated_call") == 1
     # the answer round offers no tools, and the repeated call is not in the history
     assert "<tools>" in completer.prompts[1] and "<tools>" not in completer.prompts[2]
+    assert completer.answer_only == [False, False, True]
     assert completer.prompts[2].count("<tool_call>") == 1
     roles = [m["role"] for m in result.messages]
     assert roles == ["user", "assistant", "tool", "assistant"]

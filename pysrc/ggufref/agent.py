@@ -55,7 +55,10 @@ class Completer(Protocol):
         max_tokens: int,
         stop: list[str],
         on_text: Callable[[str], None] | None,
-    ) -> str: ...
+        answer_only: bool = False,
+    ) -> str:
+        """``answer_only``: the reply must start in words, not with a tool call."""
+        ...
 
 
 @dataclass
@@ -90,6 +93,28 @@ def _assistant_message(reply: ParsedReply, raw: str) -> dict[str, Any]:
 
 def _tool_message(name: str, call_id: str, content: str) -> dict[str, Any]:
     return {"role": "tool", "name": name, "tool_call_id": call_id, "content": content}
+
+
+def salvage_calls(content: str, max_lines: int = 32) -> list[ToolCall]:
+    """Calls written as bare JSON lines outside the taught format, cut off mid-way.
+
+    After a tool result, greedy Qwen2.5-Coder 0.5B writes ``{"name": ..., "arguments": ...}``
+    on line after line until the token limit, so the last line is always incomplete and the
+    reply as a whole does not parse. Each complete line is a call it meant to make; the loop
+    guard then sees them as what they are (usually repeats). Text that is not such lines is an
+    answer, and is left alone.
+    """
+    lines = [ln.strip() for ln in content.strip().splitlines()[:max_lines] if ln.strip()]
+    if not lines or not lines[0].startswith('{"name"'):
+        return []
+    calls: list[ToolCall] = []
+    for line in lines:
+        parsed = parse_reply(line, "llama3")
+        if parsed.errors or len(parsed.tool_calls) != 1:
+            continue
+        if all(call_key(c) != call_key(parsed.tool_calls[0]) for c in calls):
+            calls.append(parsed.tool_calls[0])
+    return calls
 
 
 def call_key(call: ToolCall) -> str:
@@ -156,11 +181,20 @@ def run_agent(
             convo, tools=tools if offer_tools else None, enable_thinking=enable_thinking
         )
         streamed.clear()
-        raw = completer.complete(prompt, max_tokens=max_tokens, stop=stop, on_text=on_text)
+        raw = completer.complete(
+            prompt,
+            max_tokens=max_tokens,
+            stop=stop,
+            on_text=on_text,
+            answer_only=not offer_tools,
+        )
         if not streamed and raw:
             emit("text", raw)  # a completer that does not stream still shows its text
         raw = cut_at_stop(raw, stop)
         reply = parse_reply(raw, style)
+        if offer_tools and not reply.tool_calls:
+            reply.tool_calls = salvage_calls(reply.content)
+            reply.content = "" if reply.tool_calls else reply.content
         if reply.reasoning:
             emit("reasoning", reply.reasoning)
         return reply, raw
