@@ -71,7 +71,7 @@ pytest: export GGUFREF_REQUIRE_MODELS = 1
 pytest:
 	$(PYTHON) -m pytest -q
 
-test: deps models lint typecheck pytest
+test: deps models lint typecheck pytest test-sanitize
 
 test-fast:   # no site build, no llama.cpp
 	$(PYTHON) -m pytest -q -m "not site and not llama_cpp"
