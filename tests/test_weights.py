@@ -51,3 +51,21 @@ def test_default_model_plan_resident_total_is_within_5_percent_of_the_file() -> 
     assert groups["embeddings"].stored_bytes == 262144 * 640 // 32 * 34  # Q8_0 token_embd
     # The plan's formula against the cache the engine actually allocates (its arrays' sizes).
     assert plan.kv_cache_bytes == Model(f, n_ctx=1024).cache.nbytes
+
+
+def test_engine_refuses_a_cache_one_byte_larger_than_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """check_kv_memory uses the same formula as the plan: need == kv_cache_bytes exactly."""
+    from ggufref.config import ModelConfig
+    from ggufref.errors import ModelError
+    from ggufref.model import base
+
+    f = open_gguf(resolve_model(None, progress=False))
+    cfg = ModelConfig.from_gguf(f)
+    need = memory_plan(f, 512).kv_cache_bytes
+    monkeypatch.setattr(base, "available_memory", lambda: need)
+    base.check_kv_memory(cfg, 512)  # exactly enough: accepted
+    monkeypatch.setattr(base, "available_memory", lambda: need - 1)
+    with pytest.raises(ModelError, match="512 positions"):
+        base.check_kv_memory(cfg, 512)
