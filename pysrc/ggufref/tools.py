@@ -29,6 +29,7 @@ import signal
 import time
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -557,7 +558,9 @@ def parse_pythonic(text: str) -> ParsedReply:
         )
         return reply
     try:
-        tree = ast.parse(text.strip(), mode="eval").body
+        with warnings.catch_warnings():  # "invalid decimal literal" would reach stderr
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
         reply.errors.append(f"tool call list is not valid Python call syntax: {err}")
         return reply
