@@ -576,7 +576,11 @@ def render(name: str, root: Path | None = None) -> str:
     root = find_root(root)
     data = PARTIALS[name](root)
     template = _env(root).get_template(TEMPLATE_OF.get(name, name + ".j2"))
-    return template.render(data=data, name=name, missing=BENCH_RESULTS.as_posix())
+    from ggufref.docs_capture import TRANSCRIPTS as CAPTURED
+
+    return template.render(
+        data=data, name=name, missing=BENCH_RESULTS.as_posix(), data_captures=list(CAPTURED)
+    )
 
 
 def notes(root: Path | None = None) -> list[str]:
