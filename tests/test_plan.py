@@ -186,3 +186,36 @@ def test_written_preset_is_the_plan_and_runs(arch: str, tmp_path: Path) -> None:
     # random blocks are scaled so a matrix's weights have std ~ 1/sqrt(in_features)
     w = f.quant_tensor("blk.0.ffn_down.weight")
     assert abs(float(w.dequantize().std()) * np.sqrt(w.cols) - 1) < 0.15
+
+
+QUANTIZE_SHAPES = [  # row lengths 640 / 512 / 256 and GQA 5 / 4 / 2 reach different rules
+    plan.ModelShape("qwen2", 2000, 640, 1536, 9, 10, 2, 64, False, 4096),
+    plan.ModelShape("gemma3", 2000, 512, 1024, 17, 4, 1, 256, True, 4096),
+    plan.ModelShape("llama", 2000, 256, 768, 12, 4, 2, 64, False, 4096, True),
+]
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", QUANTIZE_SHAPES, ids=lambda s: s.arch)
+def test_llama_cpp_quantizer_agrees(shape: plan.ModelShape, tmp_path: Path) -> None:
+    """llama.cpp's own quantizer (llama-cpp-python) on an F16 model of each shape, every file
+    type: each tensor's format and bytes are what plan.tensors predicts."""
+    import ctypes
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from ggufref.testing.models import write_preset
+
+    src = write_preset(tmp_path / "f16.gguf", shape, "F16")
+    ids = {name: i for i, name in plan.FILE_TYPE_IDS.items()}
+    for ftype in [f for f in plan.FTYPES if f not in ("F32", "BF16")]:
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype, params.nthread = ids[ftype], 2
+        out = tmp_path / f"{ftype}.gguf"
+        rc = llama_cpp.llama_model_quantize(
+            str(src).encode(), str(out).encode(), ctypes.byref(params)
+        )
+        assert rc == 0, ftype
+        real = {t.name: (t.qtype.name, t.nbytes) for t in open_gguf(out).tensors.values()}
+        assert real == {t.name: (t.type, t.nbytes) for t in plan.tensors(shape, ftype)}, ftype
+        out.unlink()
