@@ -14,6 +14,7 @@ from gguf import GGMLQuantizationType as T
 from ggufref.errors import GGUFError
 from ggufref.gguf_file import open_gguf
 from ggufref.models import resolve_model
+from ggufref.testing.models import write_model
 
 
 def _tiny(path: Path, arch: str = "llama", skip_key: str | None = None) -> Path:
@@ -183,3 +184,40 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         open_gguf(tmp_path / "absent.gguf")
     with pytest.raises(GGUFError, match="not a regular file"):
         open_gguf(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parser against gguf's reader (the oracle)
+
+
+def _oracle(path: Path) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    """gguf.GGUFReader's view: key -> value, tensor -> (type, numpy shape, absolute offset)."""
+    r = gguf.GGUFReader(str(path))
+    meta = {}
+    for key, f in r.fields.items():
+        if not key.startswith("GGUF."):
+            meta[key] = f.contents()
+    tensors = {
+        t.name: (t.tensor_type, tuple(int(d) for d in reversed(t.shape.tolist())), t.data_offset)
+        for t in r.tensors
+    }
+    return meta, tensors
+
+
+@pytest.mark.parametrize("which", ["llama", "qwen2", "qwen3", "gemma3"])
+def test_parser_agrees_with_gguf_reader(which: str, tmp_path: Path) -> None:
+    """Every key and tensor info of a synthetic model (the default model's 262144-token
+    vocabulary takes gguf's reader a minute on a loaded machine; the parity tests load it)."""
+    path = write_model(tmp_path / "m.gguf", which)
+    meta, tensors = _oracle(path)
+    f = open_gguf(path)
+    assert f.keys() == list(meta)
+    for key, value in meta.items():
+        ours = f.get(key)
+        if isinstance(value, float):
+            assert ours == pytest.approx(value, rel=1e-7), key
+        elif isinstance(value, list) and value and isinstance(value[0], float):
+            np.testing.assert_allclose(ours, value, rtol=1e-7, err_msg=key)
+        else:
+            assert ours == value, key
+    assert {n: (t.qtype, t.shape, t.offset) for n, t in f.tensors.items()} == tensors

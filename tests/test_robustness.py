@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 from gguf import GGUFValueType
@@ -67,7 +68,7 @@ def tensor_dims_at(data: bytes, tmp: Path, name: str) -> tuple[int, int]:
     path = tmp / "probe.gguf"
     path.write_bytes(data)
     f = open_gguf(path)
-    field = next(t.field for t in f._reader.tensors if t.name == name)
+    field = next(t.field for t in gguf.GGUFReader(path).tensors if t.name == name)  # the oracle
     name_len = struct.unpack_from("<Q", data, field.offset)[0]
     return field.offset + 8 + name_len + 4, f.tensors[name].offset
 
@@ -150,11 +151,13 @@ def test_the_unpatched_model_generates(llama: bytes, tmp_path: Path) -> None:
 
 
 def test_scale_scan_cost_on_the_default_model() -> None:
-    """The scan reads only the d/dmin fields; on the default model it stays around 50 ms."""
+    """The scan reads only the d/dmin fields, not the codes."""
     f = open_gguf(resolve_model(None))
     f.check_scales()  # first pass faults the pages in (the engine touches them all anyway)
     best = min(_timed(f.check_scales) for _ in range(3))
-    assert best < 0.2, f"scale scan took {best * 1e3:.0f} ms"  # measured ~12 ms warm
+    # A full decode of the weights would take seconds; the bound leaves room for a shared,
+    # loaded machine (the scan itself is tens of ms warm).
+    assert best < 1.0, f"scale scan took {best * 1e3:.0f} ms"
 
 
 def _timed(fn: object) -> float:
@@ -295,7 +298,7 @@ def scalar_values(data: bytes, tmp: Path) -> list[tuple[str, int, str]]:
     path = tmp / "values.gguf"
     path.write_bytes(data)
     out = []
-    for key, fld in open_gguf(path)._reader.fields.items():
+    for key, fld in gguf.GGUFReader(path).fields.items():  # gguf's reader as the oracle
         if key.startswith("GGUF.") or len(fld.types) != 1 or fld.types[0] not in SCALAR_FMT:
             continue
         at = fld.offset + 8 + len(fld.parts[1]) + 4  # key length, key, value type
