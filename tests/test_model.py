@@ -73,6 +73,25 @@ def test_activations() -> None:
     np.testing.assert_allclose(silu(x), x / (1 + np.exp(-x.astype(np.float64))), rtol=1e-6)
 
 
+def test_readable_ops_equal_the_fused_kernels() -> None:
+    """The numpy functions the docs show follow ggml's arithmetic, as the C kernels do: they
+    agree to float32 rounding (GELU to one fp16 step of its table)."""
+    x = (RNG.standard_normal((5, 256)) * 3).astype(np.float32)
+    w = RNG.standard_normal(256).astype(np.float32)
+    ones = np.ones_like(x)
+    np.testing.assert_array_equal(rms_norm(x, w, 1e-6), FAST.rms_norm(x, w, 1e-6))
+    g = gelu_tanh(x)
+    assert np.all(np.abs(g - FAST.gelu_mul(x.copy(), ones)) <= 2**-10 * np.abs(g) + 2**-14)
+    np.testing.assert_allclose(silu(x), FAST.silu_mul(x.copy(), ones), rtol=1e-6, atol=1e-7)
+    q = RNG.standard_normal((5, 4, 64)).astype(np.float32)
+    pos = np.arange(100, 105)
+    for neox in (False, True):
+        cos, sin = rope_angles(pos, 64, 10000.0)
+        np.testing.assert_allclose(
+            rope(q, cos, sin, neox), FAST.rope(q, pos, 10000.0, neox), rtol=1e-6, atol=1e-6
+        )
+
+
 @pytest.fixture(scope="module", params=["llama", "qwen2", "qwen3", "gemma3"])
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
     path = write_model(tmp_path_factory.mktemp("m") / f"{request.param}.gguf", request.param)
