@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from ggufref.cli.common import human_bytes, positive_int
@@ -76,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     from ggufref.plan import plan
 
     r = plan(args.model, args.ftype, args.ctx, available_memory())
-    if args.json:
+    if args.json:  # stamped like bench results: the fit verdict depends on this machine
+        from ggufref.bench import commit, machine
+
+        r = {**r, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit()}
+        r["machine"] = machine()
         print(json.dumps(r, indent=1))
     else:
         _print_text(r)
