@@ -320,7 +320,15 @@ def test_first_run_output_is_what_the_command_prints_now(part: str) -> None:
         )
 
 
-@pytest.mark.parametrize("name", ["chat-instruct", "tool-calculator", "tool-list-files"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "chat-instruct",
+        pytest.param("tool-calculator", marks=pytest.mark.slow),
+        pytest.param("tool-list-files", marks=pytest.mark.slow),
+        pytest.param("add-a-tool", marks=pytest.mark.slow),
+    ],
+)
 def test_committed_transcript_is_what_the_command_prints_now(name: str) -> None:
     from ggufref import docs_capture
 

@@ -57,6 +57,8 @@ TRANSCRIPTS = {
     ],
 }
 GREEDY = ["--temperature", "0"]
+# Transcripts of a tutorial's own script (greedy already), run with this Python.
+SCRIPTS = {"add-a-tool": "docs/modules/ROOT/examples/tutorial/convert_temperature.py"}
 # The Q4_K super-block the byte walk decodes: the instruct model that CI also has.
 Q4K_MODEL = "qwen2.5-coder-0.5b-instruct"
 RECIPE_MODEL = "qwen2.5-coder-1.5b-instruct"
@@ -134,10 +136,14 @@ def mask_timings(text: str) -> str:
     return _TIMING.sub("#", text)
 
 
-def run_cli(args: list[str], timeout: float = 600, cwd: Path | None = None) -> dict[str, str]:
+def run_cli(
+    args: list[str], timeout: float = 600, cwd: Path | None = None, script: str | None = None
+) -> dict[str, str]:
+    """``ggufref ARGS`` (or ``python SCRIPT``) in a child process: command, output, status."""
     env = {**os.environ, "COLUMNS": "100", "PYTHONHASHSEED": "0"}
+    argv = [script] if script else ["-m", "ggufref", *args]
     proc = subprocess.run(
-        [sys.executable, "-m", "ggufref", *args],
+        [sys.executable, *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -151,7 +157,7 @@ def run_cli(args: list[str], timeout: float = 600, cwd: Path | None = None) -> d
     cache, home = str(cache_dir()), str(Path.home())
     clean = lambda s: s.replace(cache, "~/.cache/ggufref").replace(home, "~")  # noqa: E731
     return {
-        "command": "ggufref " + " ".join(_quote(a) for a in args),
+        "command": f"python {script}" if script else "ggufref " + " ".join(map(_quote, args)),
         "stdout": clean(proc.stdout),
         "stderr": clean(proc.stderr),
         "status": str(proc.returncode),
@@ -191,7 +197,10 @@ def machine_stamp() -> dict[str, Any]:
 
 
 def transcript(name: str, root: Path) -> dict[str, Any]:
-    run = run_cli([*TRANSCRIPTS[name], *GREEDY], cwd=root)
+    if name in SCRIPTS:
+        run = run_cli([], cwd=root, script=SCRIPTS[name])
+    else:
+        run = run_cli([*TRANSCRIPTS[name], *GREEDY], cwd=root)
     output = run["stdout"].rstrip("\n") + (
         "\n" + run["stderr"].rstrip("\n") if run["stderr"] else ""
     )
@@ -205,7 +214,7 @@ def capture(name: str, root: Path, model: str | None = None) -> Path:
     from ggufref.docs_gen import TRANSCRIPTS as TRANSCRIPTS_DIR
     from ggufref.models import resolve_model
 
-    if name.startswith("transcript-") and name[len("transcript-") :] in TRANSCRIPTS:
+    if name.startswith("transcript-") and name[len("transcript-") :] in {**TRANSCRIPTS, **SCRIPTS}:
         short = name[len("transcript-") :]
         data, rel = transcript(short, root), TRANSCRIPTS_DIR / f"{short}.json"
     elif name == "first-run":
@@ -217,7 +226,8 @@ def capture(name: str, root: Path, model: str | None = None) -> Path:
     else:
         from ggufref.errors import GgufrefError
 
-        known = ["first-run", "q4k-block", "recipe", *(f"transcript-{n}" for n in TRANSCRIPTS)]
+        known = ["first-run", "q4k-block", "recipe"]
+        known += [f"transcript-{n}" for n in {**TRANSCRIPTS, **SCRIPTS}]
         raise GgufrefError(f"unknown capture {name!r}; known: " + ", ".join(known))
     out = root / rel
     out.parent.mkdir(parents=True, exist_ok=True)

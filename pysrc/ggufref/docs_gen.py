@@ -576,10 +576,11 @@ def render(name: str, root: Path | None = None) -> str:
     root = find_root(root)
     data = PARTIALS[name](root)
     template = _env(root).get_template(TEMPLATE_OF.get(name, name + ".j2"))
+    from ggufref.docs_capture import SCRIPTS
     from ggufref.docs_capture import TRANSCRIPTS as CAPTURED
 
     return template.render(
-        data=data, name=name, missing=BENCH_RESULTS.as_posix(), data_captures=list(CAPTURED)
+        data=data, name=name, missing=BENCH_RESULTS.as_posix(), data_captures=[*CAPTURED, *SCRIPTS]
     )
 
 

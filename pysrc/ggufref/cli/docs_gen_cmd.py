@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "transcript-chat-instruct",
             "transcript-tool-calculator",
             "transcript-tool-list-files",
+            "transcript-add-a-tool",
         ],
         help="run the commands or read the model a partial shows and write its docs/data/ JSON "
         "(first-run, q4k-block, recipe, transcript-NAME), then regenerate",
