@@ -341,3 +341,21 @@ def test_shown_escapes_only_what_cannot_print() -> None:
 
 def test_errors_are_project_errors() -> None:
     assert issubclass(ModelError, GgufrefError)
+
+
+def test_permission_denied_is_one_line_even_as_root(
+    base: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Root reads any file, so the refusal is simulated where the loader opens the file."""
+    import builtins
+
+    real_open = builtins.open
+
+    def refusing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file) == str(base):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    rc, _, err = run_cli(["inspect", str(base)], capsys)
+    assert_one_line(rc, err, "Permission denied")
