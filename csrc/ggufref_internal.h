@@ -200,6 +200,7 @@ void ggr_quantize_q8_K_avx2(int n, const float *x, block_q8_K *y);
 void ggr_axpy_avx2(int n, float a, const float *x, float *y); // y += a * x
 void ggr_gelu_table_mul_avx2(int64_t n, const float *gate, const float *up, float *out,
                              const ggml_half *table);
+void ggr_silu_mul_avx2(int64_t n, const float *gate, const float *up, float *out);
 
 // ---------------------------------------------------------------- attention (ops.c, attn_ggml*.c)
 // Values of ggr_attention's mode argument.

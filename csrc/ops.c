@@ -214,6 +214,11 @@ static void gelu_mul_chunk(void *ctx, int64_t c) {
 static void silu_mul_chunk(void *ctx, int64_t c) {
     const glu_job *j = ctx;
     const int64_t end = (c + 1) * j->chunk < j->n ? (c + 1) * j->chunk : j->n;
+    if (ggr_current_isa() >= ISA_AVX2) { // libm's expf, one value at a time, cost 4% of prefill
+        const int64_t i0 = c * j->chunk;
+        ggr_silu_mul_avx2(end - i0, j->gate + i0, j->up + i0, j->out + i0);
+        return;
+    }
     for (int64_t i = c * j->chunk; i < end; i++) {
         const float x = j->gate[i];
         j->out[i] = x / (1.0f + expf(-x)) * j->up[i];
