@@ -56,9 +56,10 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -
 
 
 def test_single_shot_with_calculator(qwen3):
-    proc = ggufref(
-        "chat", "-m", str(qwen3), "What is 2+2?", "--tools", "calculator", "-n", "24", "--seed", "3"
-    )
+    # --system "": the template's own default (the synthetic vocabulary is verbose, and the
+    # tool-use system message would not leave room in its 512-token context)
+    argv = ["What is 2+2?", "--tools", "calculator", "-n", "24", "--seed", "3", "--system", ""]
+    proc = ggufref("chat", "-m", str(qwen3), *argv)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()  # the model's (random) reply
     assert "Traceback" not in proc.stderr
@@ -230,3 +231,41 @@ def test_a_prefill_cut_short_leaves_only_valid_cached_ids(qwen3):
     engine.generate(ids_c, 1)
     reference = Engine(qwen3, progress=False).model.forward(ids_c)[-1]
     np.testing.assert_allclose(forwarded[0][2], reference, atol=1e-3 * np.abs(reference).max())
+
+
+# --- tools: the default system message and --json ---------------------------------------------
+
+
+def test_json_needs_a_prompt(qwen3):
+    proc = ggufref("chat", "-m", str(qwen3), "--json")
+    assert_one_line_error(proc, "--json needs a PROMPT")
+
+
+def test_tools_bring_the_tool_use_system_message_unless_the_user_gives_one(qwen3):
+    from ggufref.agent import TOOL_SYSTEM_PROMPT
+
+    engine = Engine(qwen3, progress=False)
+    calc = select_tools("calculator", ".")
+    with_tools = ChatSession(engine, registry=calc)
+    assert with_tools.messages == [{"role": "system", "content": TOOL_SYSTEM_PROMPT}]
+    assert ChatSession(engine, registry=calc, system="Be terse.").messages[0]["content"] == (
+        "Be terse."
+    )
+    assert ChatSession(engine, registry=calc, system="").messages == []  # --system ''
+    assert ChatSession(engine).messages == []  # no tools: the template's own default
+    with_tools.reset()
+    assert with_tools.messages[0]["content"] == TOOL_SYSTEM_PROMPT  # /reset keeps it
+
+
+def test_json_output_is_one_object_with_the_conversation(qwen3):
+    import json
+
+    argv = ["2+2?", "--tools", "calculator", "-n", "8", "--system", "", "--json"]
+    proc = ggufref("chat", "-m", str(qwen3), "--temperature", "0", *argv)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)  # nothing else on stdout: the random reply did not stream
+    keys = {"content", "messages", "rounds", "finished", "stop", "usage", "timings"}
+    assert keys <= set(out)
+    assert out["messages"][0] == {"role": "user", "content": "2+2?"}
+    assert out["stop"] in ("answered", "repeated_call", "max_rounds")
+    assert out["usage"]["prompt_tokens"] > 100 and out["usage"]["completion_tokens"] <= 8 * 5
