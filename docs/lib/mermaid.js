@@ -29,6 +29,9 @@ const MERMAID_CONFIG = {
   // verdana, arial), which fontconfig maps differently on different machines: pin them too.
   sequence: {
     mirrorActors: false,
+    // Narrower than the defaults (150, 50): sequence diagrams are the widest on the site.
+    width: 120,
+    actorMargin: 30,
     actorFontFamily: FONT,
     noteFontFamily: FONT,
     messageFontFamily: FONT,
