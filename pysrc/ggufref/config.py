@@ -8,19 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ggufref import arch
 from ggufref.errors import ModelError
 from ggufref.gguf_file import GGUFFile
 
-SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3")
-
-# RoPE pairing per architecture: "normal" rotates (x[2i], x[2i+1]); "neox" rotates (x[i], x[i+d/2]).
-ROPE_PAIRING = {
-    "llama": "normal",
-    "mistral": "normal",
-    "qwen2": "neox",
-    "qwen3": "neox",
-    "gemma3": "neox",
-}
+SUPPORTED_ARCHS = arch.SUPPORTED  # the architecture table lives in ggufref.arch
+ROPE_PAIRING = {name: a.rope for name, a in arch.ARCHITECTURES.items()}
 
 
 # Hyperparameter keys (after the "<arch>." prefix) and the type each must have: a file may

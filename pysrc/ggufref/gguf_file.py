@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 
-from ggufref import formats
+from ggufref import arch, formats
 from ggufref.errors import GGUFError
 from ggufref.weights import QuantTensor
 
@@ -51,17 +51,7 @@ MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8  # empty name, n_dims, one dim, type, 
 MAX_DIMS = 4
 
 # Keys every model of an architecture must carry (the ``{arch}.`` prefix is added once, here).
-REQUIRED_ARCH_KEYS: dict[str, tuple[str, ...]] = {
-    arch: (
-        "context_length",
-        "embedding_length",
-        "block_count",
-        "feed_forward_length",
-        "attention.head_count",
-        "attention.layer_norm_rms_epsilon",
-    )
-    for arch in ("llama", "mistral", "qwen2", "qwen3", "gemma3")
-}
+REQUIRED_ARCH_KEYS: dict[str, tuple[str, ...]] = {a: arch.REQUIRED_KEYS for a in arch.SUPPORTED}
 
 _SCALAR_NP = {
     GGUFValueType.UINT8: np.uint8,

@@ -247,10 +247,11 @@ class Model:
         self.cache.n_past = 0
 
 
-def forward_for(arch: str) -> Callable[..., np.ndarray]:
+def forward_for(name: str) -> Callable[..., np.ndarray]:
     """The forward pass of an architecture: f(model, tokens, pos0, all_logits, ops=FAST)."""
-    from ggufref.model import gemma3, llama
+    import importlib
 
-    if arch == "gemma3":
-        return gemma3.forward
-    return llama.forward
+    from ggufref.arch import ARCHITECTURES
+
+    module = importlib.import_module(f"ggufref.model.{ARCHITECTURES[name].forward}")
+    return module.forward  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from ggufref import formats
+from ggufref.arch import ARCHITECTURES
 from ggufref.testing.vocab import add_vocab, build_vocab
 
 if TYPE_CHECKING:
@@ -71,13 +72,7 @@ MIXES: dict[str, dict[str, T]] = {
         ffn_down=T.Q6_K,
     ),
 }
-VOCAB_KIND = {
-    "llama": "bpe-llama3",
-    "qwen2": "bpe-qwen2",
-    "qwen3": "bpe-qwen2",
-    "gemma3": "spm",
-    "mistral": "spm-llama2",
-}
+VOCAB_KIND = {name: a.test_vocab for name, a in ARCHITECTURES.items()}  # from ggufref.arch
 
 
 @dataclass(frozen=True)
