@@ -143,7 +143,6 @@ class ModelConfig:
             attn_scale=1.0 / math.sqrt(head_dim),
             tied_output="output.weight" not in f.tensors,
         )
-        cfg.validate(str(f.path))
         for name, value in (
             ("layer_norm_rms_epsilon", cfg.rms_eps),
             ("rope.freq_base", cfg.rope_base),
@@ -151,11 +150,6 @@ class ModelConfig:
             if not (math.isfinite(value) and value > 0):
                 raise ModelError(f"{f.path}: {name} is {value}, expected a finite number > 0")
         return cfg
-
-    def validate(self, where: str) -> None:
-        check_hyperparameters(
-            where, self.n_head, self.n_head_kv, self.head_dim, self.n_layer, self.n_embd, self.n_ff
-        )
 
 
 def check_hyperparameters(
