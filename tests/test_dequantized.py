@@ -15,7 +15,7 @@ from ggufref.model import base as model_base
 from ggufref.testing.models import write_model
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma3"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "qwen3", "gemma3"])
 def model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     return write_model(tmp_path_factory.mktemp("dq") / f"{request.param}.gguf", request.param)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gguf.quants
 import numpy as np
 from gguf import GGMLQuantizationType
 
@@ -85,8 +86,19 @@ def dequantize_transposed(w: QuantTensor) -> DenseTensor:
     wt = np.empty((w.cols, w.rows), dtype=np.float32)  # (in, out)
     for r0 in range(0, w.rows, ROWS_PER_CHUNK):
         r1 = min(w.rows, r0 + ROWS_PER_CHUNK)
-        wt[:, r0:r1] = w.dequantize_rows(r0, r1).T  # (cols, r1 - r0)
+        wt[:, r0:r1] = _decode_rows(w, r0, r1).T  # (cols, r1 - r0)
     return DenseTensor(wt, w.qtype, w.name)
+
+
+def _decode_rows(w: QuantTensor, r0: int, r1: int) -> np.ndarray:
+    """float32 (r1 - r0, cols). gguf-py's decoder, which formats.py's readable one matches
+    bit for bit (tests/test_formats.py), is 3-4x faster on K-quants: a 1.5B model loads in
+    seconds instead of a minute."""
+    try:
+        out = gguf.quants.dequantize(w.data[r0:r1], w.qtype)
+    except NotImplementedError:
+        return w.dequantize_rows(r0, r1)
+    return np.asarray(out, dtype=np.float32).reshape(r1 - r0, w.cols)
 
 
 # end::dequantize_transpose[]
