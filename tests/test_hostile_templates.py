@@ -232,3 +232,21 @@ def test_source_and_generated_code_are_bounded_before_compile(
     with pytest.raises(TemplateError, match="characters of code"):
         chat_sandbox.BoundedSandbox().from_string("{{ a }}" * 200)
     chat_sandbox.BoundedSandbox().from_string("{{ a }}")  # small templates still compile
+
+
+def test_a_forked_child_gets_its_own_worker() -> None:
+    """After os.fork the child must not talk over the parent's pipes."""
+    import os
+
+    template = ChatTemplate.builtin("chatml")
+    template.render([{"role": "user", "content": "parent"}])
+    pid = os.fork()
+    if pid == 0:  # the child: render, then exit with 0 only if the text is right
+        try:
+            ok = "child" in template.render([{"role": "user", "content": "child"}])
+        finally:
+            chat_sandbox._WORKER.stop()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "parent" in template.render([{"role": "user", "content": "parent"}])

@@ -484,6 +484,7 @@ class RenderWorker:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()  # a forked child must not share our pipes: it starts its own
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[bytes]:
@@ -511,6 +512,8 @@ class RenderWorker:
         request starts a fresh one.
         """
         with self._lock:
+            if self._owner != os.getpid():
+                self._proc, self._owner = None, os.getpid()
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
             proc = self._proc
