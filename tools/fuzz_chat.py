@@ -15,8 +15,9 @@ over the seeds below (byte flips, splices, repeats of hostile fragments) runs in
 - ``tokenizer``: the bytes choose a metadata dict (keys, types, values, lengths) and a text;
   allowed: ``ModelError`` at load or encode, else ids in range that decode.
 - ``toolcall``: the bytes are a model reply, parsed in every style; allowed: any ParsedReply.
-- ``template``: the bytes are a chat template, rendered on a short conversation; allowed: the
-  text or ``TemplateError``, within ``HANG_S`` and with the worker under ``MAX_RENDER_MEMORY``.
+- ``template``: the bytes are a chat template (or, after a ``G``, choices among well-formed
+  hostile pieces), rendered on a short conversation; allowed: the text or ``TemplateError``,
+  within ``HANG_S`` and with the worker under ``MAX_RENDER_MEMORY``.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ def run_template(data: bytes) -> str:
     from ggufref.chat import ChatTemplate
     from ggufref.errors import TemplateError
 
-    source = data.decode("utf-8", "replace")
+    # half the inputs are read as template text, half as choices among well-formed pieces
+    # (mutated text is mostly a syntax error, which reaches no limit)
+    source = data[1:].decode("utf-8", "replace") if data[:1] != b"G" else _grammar(data)
     messages = [
         {"role": "system", "content": "sys"},
         {"role": "user", "content": "hi <|im_end|>"},
@@ -144,6 +147,39 @@ def run_template(data: bytes) -> str:
         if peak > chat_sandbox.MAX_RENDER_MEMORY:
             raise AssertionError(f"render worker peaked at {peak} bytes")
     return outcome
+
+
+_PIECES = [
+    "{{ 'x' * N }}",
+    "{% set ns.v = ns.v ~ ns.v %}",
+    "{% set ns.v = ns.v * N %}",
+    "{% for i in range(N) %}",
+    "{% endfor %}",
+    "{{ '%*d' % (N, 1) }}",
+    "{{ ns.v|center(N) }}",
+    "{{ ns.v.encode() * N }}",
+    "{{ '{:>N}'.format(1) }}",
+    "{{ ns.v.replace('a', ns.v) }}",
+    "{{ [ns.v] * N }}",
+    "{{ (ns.v ~ loop) }}",
+    "{{ ns.v.translate({97: ns.v}) }}",
+    "{% set ns.n = ns.n * ns.n %}",
+    "{{ range(N)|map('center', N)|list|length }}",
+    "{% macro m(k) %}{% if k %}{{ m(k - 1) }}{% endif %}{% endmacro %}{{ m(N) }}",
+    "{% for m in messages %}{{ m.content * N }}{% endfor %}",
+    "{{ cycler(ns.v, ns.v).next() }}",
+]
+_SIZES = [0, 1, 7, 100, 10_000, 99_999, 1_000_001, 3_000_000_000, -5]
+
+
+def _grammar(data: bytes) -> str:
+    r = _provider(data)
+    body = "".join(
+        r.choice(_PIECES).replace("N", str(r.choice(_SIZES))) for _ in range(r.randrange(1, 9))
+    )
+    open_loops = body.count("{% for") - body.count("{% endfor")
+    head = "{% set ns = namespace(v='a' * 1000, n=3) %}"
+    return head + body + "{% endfor %}" * max(open_loops, 0)
 
 
 def _vm_hwm(pid: int) -> int:
@@ -173,12 +209,14 @@ SEEDS: dict[str, list[bytes]] = {
         b"</think>answer<think>unfinished",
     ],
     "template": [
-        b"{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+        b"G0",
+        b"G1",
+        b"T{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
         b"{% endfor %}<|im_start|>assistant\n",
-        b"{% set ns = namespace(x='a') %}{% for i in range(20) %}{% set ns.x = ns.x ~ ns.x %}"
+        b"T{% set ns = namespace(x='a') %}{% for i in range(20) %}{% set ns.x = ns.x ~ ns.x %}"
         b"{% endfor %}{{ ns.x|length }}",
-        b"{{ '%*d' % (5, 1) }}{{ '{:>8}'.format('x') }}{{ 'ab'.encode() * 3 }}",
-        b"{% macro m(n) %}{% if n %}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(50) }}",
+        b"T{{ '%*d' % (5, 1) }}{{ '{:>8}'.format('x') }}{{ 'ab'.encode() * 3 }}",
+        b"T{% macro m(n) %}{% if n %}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(50) }}",
     ],
 }
 FRAGMENTS: dict[str, list[bytes]] = {
