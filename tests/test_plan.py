@@ -222,3 +222,17 @@ def test_llama_cpp_quantizer_agrees(shape: plan.ModelShape, tmp_path: Path) -> N
         real = {t.name: (t.qtype.name, t.nbytes) for t in open_gguf(out).tensors.values()}
         assert real == {t.name: (t.type, t.nbytes) for t in plan.tensors(shape, ftype)}, ftype
         out.unlink()
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_llama_cpp_runs_a_written_preset(arch: str, tmp_path: Path) -> None:
+    """The synthetic writer's files load and run in llama.cpp too (finite logits)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from ggufref.testing.models import write_preset
+
+    path = write_preset(tmp_path / f"{arch}.gguf", SMALL[arch], "Q4_K_M")
+    llm = llama_cpp.Llama(str(path), n_ctx=64, n_threads=1, verbose=False)
+    llm.eval(llm.tokenize(b"hello world", add_bos=True))
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(2000,))
+    assert np.isfinite(logits).all() and logits.std() > 0
