@@ -421,3 +421,22 @@ def test_a_nan_activation_reaches_the_output(qtype: str) -> None:
     x[3] = np.nan
     with np.errstate(all="ignore"):
         assert np.isnan(kernels.linear(x, w)).all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_a_mutated_key_name_is_a_one_line_error(arch: str, tmp_path: Path) -> None:
+    """Each metadata key renamed (one byte changed): the model loads and runs, or the loader,
+    config or tokenizer refuses it with a GgufrefError, never a KeyError traceback."""
+    path = write_model(tmp_path / "m.gguf", arch)
+    data = path.read_bytes()
+    for key, field in gguf.GGUFReader(path).fields.items():
+        if key.startswith("GGUF."):
+            continue
+        at = field.offset + 8  # the key's first byte, after its u64 length
+        bad = tmp_path / "bad.gguf"
+        bad.write_bytes(data[:at] + b"X" + data[at + 1 :])
+        try:
+            e = Engine(bad, n_ctx=CTX, progress=False)
+            e.generate(e.encode("hi"), 1)
+        except GgufrefError:
+            pass
