@@ -98,7 +98,7 @@ bench-kernels:
 
 .PHONY: mutants
 mutants:   # inject each known bug class into a copy of the project; every one must be caught
-	$(PYTHON) tools/mutants.py
+	$(PYTHON) tools/mutants.py --adoc tests/data/goldens/mutants.adoc
 
 fuzz:
 	$(PYTHON) tools/fuzz_gguf.py --seconds 120
