@@ -27,7 +27,7 @@ class ScriptedCompleter:
         self.stops: list[list[str]] = []
         self.answer_only: list[bool] = []
 
-    def complete(self, prompt, *, max_tokens, stop, on_text, answer_only=False):
+    def complete(self, prompt, *, max_tokens, stop, on_text, answer_only=False, stop_when=None):
         assert max_tokens > 0
         self.prompts.append(prompt)
         self.answer_only.append(answer_only)
@@ -239,3 +239,28 @@ def test_cut_at_stop():
         "answer"
     )
     assert cut_at_stop("answer", ["<|im_end|>"]) == "answer"
+
+
+def test_looping_and_salvage():
+    from ggufref.agent import looping, salvage_calls
+
+    line = '{"name": "calculator", "arguments": {"expression": "391"}}'
+    assert not looping(line + "\n")
+    assert looping(f"{line}\n{line}\n")
+    assert not looping(f'{line}\n{{"name": "calculator", "arguments": {{}}}}\n')
+    assert not looping("It is 391.\nIt is 391.\n")  # repeated prose is not a call loop
+    other = '{"name": "calculator", "arguments": {"expression": "17*23"}}'
+    assert not looping(f"{line}\n{other}\n")
+    assert looping(f"{line}\n{other}\n{line}\n")  # alternating between two calls
+    calls = salvage_calls(f'{line}\n{other}\n{{"name": "calc')  # cut off mid-line
+    assert [(c.name, c.arguments) for c in calls] == [("calculator", {"expression": "391"})]
+    assert salvage_calls("The answer is 391.") == []
+
+
+def test_a_reply_that_opens_with_a_repeat_is_a_repeat(registry):
+    # The 0.5B after a tool result: the same call again, then another, alternating.
+    again = _calc("2+2") + "\n" + _calc("3+3")
+    completer = ScriptedCompleter([_calc("2+2"), again, "It is 4."])
+    result = run_agent(completer, qwen3(), [{"role": "user", "content": "2+2"}], registry)
+    assert (result.stop, result.content) == ("repeated_call", "It is 4.")
+    assert [c.arguments["expression"] for c in result.tool_calls] == ["2+2"]  # 3+3 never ran

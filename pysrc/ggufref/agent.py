@@ -56,8 +56,10 @@ class Completer(Protocol):
         stop: list[str],
         on_text: Callable[[str], None] | None,
         answer_only: bool = False,
+        stop_when: Callable[[str], bool] | None = None,
     ) -> str:
-        """``answer_only``: the reply must start in words, not with a tool call."""
+        """``answer_only``: the reply must start in words, not with a tool call.
+        ``stop_when(text)``: a completer that streams may stop early when it returns True."""
         ...
 
 
@@ -95,26 +97,30 @@ def _tool_message(name: str, call_id: str, content: str) -> dict[str, Any]:
     return {"role": "tool", "name": name, "tool_call_id": call_id, "content": content}
 
 
-def salvage_calls(content: str, max_lines: int = 32) -> list[ToolCall]:
-    """Calls written as bare JSON lines outside the taught format, cut off mid-way.
+def looping(text: str) -> bool:
+    """The reply has started writing bare-JSON call lines over and over.
+
+    Asked at each line break: a complete ``{...}`` line that already appeared earlier in the
+    reply is enough (small models repeat one call, or alternate between two), since what follows
+    is more of the same up to the token limit (see ``salvage_calls``).
+    """
+    lines = [ln.strip() for ln in text.split("\n")[:-1] if ln.strip()]
+    return len(lines) >= 2 and lines[-1].startswith("{") and lines[-1] in lines[:-1]
+
+
+def salvage_calls(content: str) -> list[ToolCall]:
+    """A call written as a bare JSON line outside the taught format, in a reply cut off mid-way.
 
     After a tool result, greedy Qwen2.5-Coder 0.5B writes ``{"name": ..., "arguments": ...}``
-    on line after line until the token limit, so the last line is always incomplete and the
-    reply as a whole does not parse. Each complete line is a call it meant to make; the loop
-    guard then sees them as what they are (usually repeats). Text that is not such lines is an
-    answer, and is left alone.
+    line after line (``looping`` stops it), so the reply as a whole does not parse. Its first
+    line is the call it meant to make; the lines after it are the loop, not further requests.
+    Text that does not open with such a line is an answer and is left alone.
     """
-    lines = [ln.strip() for ln in content.strip().splitlines()[:max_lines] if ln.strip()]
-    if not lines or not lines[0].startswith('{"name"'):
+    first = content.strip().split("\n", 1)[0].strip()
+    if not first.startswith('{"name"'):
         return []
-    calls: list[ToolCall] = []
-    for line in lines:
-        parsed = parse_reply(line, "llama3")
-        if parsed.errors or len(parsed.tool_calls) != 1:
-            continue
-        if all(call_key(c) != call_key(parsed.tool_calls[0]) for c in calls):
-            calls.append(parsed.tool_calls[0])
-    return calls
+    parsed = parse_reply(first, "llama3")
+    return parsed.tool_calls[:1] if not parsed.errors else []
 
 
 def call_key(call: ToolCall) -> str:
@@ -187,6 +193,7 @@ def run_agent(
             stop=stop,
             on_text=on_text,
             answer_only=not offer_tools,
+            stop_when=looping if offer_tools else None,
         )
         if not streamed and raw:
             emit("text", raw)  # a completer that does not stream still shows its text
@@ -205,10 +212,17 @@ def run_agent(
         if not reply.tool_calls and not reply.errors:
             convo.append(_assistant_message(reply, raw))
             return AgentResult(reply.content, convo, round_no, True, reply.reasoning, executed)
-        fresh = [c for c in reply.tool_calls if call_key(c) not in seen]
-        if reply.tool_calls and not fresh and not reply.errors:
-            # Only repeats: run nothing, keep nothing, and ask once more with tools withdrawn.
-            # This answer round does not count against max_rounds (the repeat wasted nothing).
+        # Calls not run before; a reply may also name one call several times.
+        fresh: list[ToolCall] = []
+        for call in reply.tool_calls:
+            if call_key(call) not in seen | {call_key(c) for c in fresh}:
+                fresh.append(call)
+        repeats = bool(reply.tool_calls) and call_key(reply.tool_calls[0]) in seen
+        if repeats and not reply.errors:
+            # The reply opens with a call already run: the model is looping (what follows it,
+            # if anything, is the loop, often alternating with another call). Run nothing, keep
+            # nothing, and ask once more with tools withdrawn. This answer round does not count
+            # against max_rounds (the repeat wasted nothing).
             emit("repeated_call", reply.tool_calls[0])
             reply, raw = ask(offer_tools=False)
             answer = ParsedReply(reply.content, reply.reasoning)  # calls written anyway: dropped

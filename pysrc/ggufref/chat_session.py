@@ -79,6 +79,7 @@ class EngineCompleter:
         stop: list[str],
         on_text: Callable[[str], None] | None = None,
         answer_only: bool = False,
+        stop_when: Callable[[str], bool] | None = None,
     ) -> str:
         engine = self.engine
         ids = engine.encode_rendered(prompt)  # (n_prompt,)
@@ -96,6 +97,7 @@ class EngineCompleter:
             stop_strings=stop,
             on_text=on_text,
             ban_first=self.call_starts() if answer_only else None,
+            stop_when=stop_when,
         )
         stats.tokens = len(gen.tokens)
         stats.prefill_s, stats.decode_s = gen.timings.prefill_s, gen.timings.decode_s

@@ -40,19 +40,28 @@ FIRST_RUN = {
     ],
 }
 # The agent-loop transcripts the tutorials show: the small instruct model, greedy, run from the
-# repository root (list_files sees a directory of the docs whose content is stable).
+# repository root (list_files sees the tutorials directory: a new tutorial means a new capture).
 INSTRUCT = "qwen2.5-coder-0.5b-instruct"
 TRANSCRIPTS = {
     "chat-instruct": ["chat", "-m", INSTRUCT, "What is a GGUF file? Answer in one sentence."],
-    "tool-calculator": ["chat", "-m", INSTRUCT, "--tools", "calculator", "What is 17 * 23?"],
+    "tool-calculator": [
+        "chat",
+        "-m",
+        INSTRUCT,
+        "--tools",
+        "calculator",
+        "What is 17 * 23? Use the calculator.",
+    ],
     "tool-list-files": [
         "chat",
         "-m",
         INSTRUCT,
         "--tools",
         "list_files",
+        "--system",
+        "",  # the template's own system line: with it the 0.5B calls list_files(".")
         "--tools-root",
-        "docs/modules/ROOT/examples/tutorial",
+        "docs/modules/ROOT/pages/tutorials",
         "Which files are in the workspace?",
     ],
 }

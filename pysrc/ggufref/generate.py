@@ -171,9 +171,11 @@ class Engine:
         on_text: Callable[[str], None] | None = None,
         top_logits: int = 0,
         ban_first: np.ndarray | None = None,
+        stop_when: Callable[[str], bool] | None = None,
     ) -> Generation:
         """``ban_first``: token ids the first sampled token may not be (see agent.py: the answer
-        round after a repeated tool call must start in words, not with another call)."""
+        round after a repeated tool call must start in words, not with another call).
+        ``stop_when(text)``: asked at each line break; True stops as a stop string would."""
         self.file.check_unchanged()  # a file truncated under the map would SIGBUS below
         self.check_fits(len(prompt_ids), max_tokens)
         stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
@@ -208,6 +210,9 @@ class Engine:
             if on_text and piece:
                 on_text(piece)
             if any(s in out.text for s in stop_strings):
+                out.stop_reason = "stop"
+                break
+            if stop_when is not None and "\n" in piece and stop_when(out.text):
                 out.stop_reason = "stop"
                 break
             if len(out.tokens) >= max_tokens:

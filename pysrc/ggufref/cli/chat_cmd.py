@@ -23,10 +23,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ggufref.chat_session import ChatSession, Turn
-from ggufref.cli.common import add_model_arg, add_threads_arg, positive_int
+from ggufref.cli.common import (
+    add_model_arg,
+    add_threads_arg,
+    add_weights_arg,
+    positive_int,
+    utf8_text,
+)
 from ggufref.cli.generate_cmd import add_sampling_args, sampler_from_args
 from ggufref.errors import GgufrefError, ToolCallError
-from ggufref.tools import ToolCall, ToolRegistry, calculator, make_list_files
+from ggufref.tools import TOOL_SECONDS, ToolCall, ToolRegistry, calculator, make_list_files
 
 HELP = "commands: /reset (new conversation), /exit (or Ctrl-D); Ctrl-C stops a reply"
 RESULT_CHARS = 120  # a tool result is shown on one line, cut to this many characters
@@ -44,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--system",
         default=None,
+        type=utf8_text,
         help="a system message (with --tools the default asks the model to answer once a tool "
         "has returned; --system '' sends none)",
     )
@@ -92,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="context size (default 1024, or the model's trained context if smaller)",
     )
     add_threads_arg(p)
+    add_weights_arg(p)
     add_sampling_args(p, temperature=0.7)
     p.set_defaults(func=run)
 
@@ -109,7 +117,7 @@ def select_tools(names: str, root: str) -> ToolRegistry:
             raise ToolCallError(
                 f"unknown tool {name!r} in --tools; available: {', '.join(available)}"
             )
-        registry.register(available[name], name=name)
+        registry.register(available[name], name=name, timeout=TOOL_SECONDS)  # killed at the bound
     return registry
 
 
@@ -156,7 +164,8 @@ def stats_line(turn: Turn) -> str:
     if turn.context_full:
         line += " (the context is full: /reset to start a new conversation)"
     if turn.result is not None and turn.tools_offered:
-        line += f" [{ENDINGS[turn.result.stop]} after {turn.result.rounds} rounds]"
+        rounds = turn.result.rounds
+        line += f" [{ENDINGS[turn.result.stop]} after {rounds} round{'s' * (rounds != 1)}]"
     return line
 
 
@@ -180,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     registry = select_tools(args.tools, args.tools_root)  # before loading: fail fast
     if args.json and args.prompt is None:
         raise ToolCallError("--json needs a PROMPT (it prints one answer as one JSON object)")
-    engine = Engine(args.model, n_ctx=args.ctx, threads=args.threads)
+    engine = Engine(args.model, n_ctx=args.ctx, threads=args.threads, weights=args.weights)
     session = ChatSession(
         engine,
         system=args.system,
