@@ -34,10 +34,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=os.cpu_count() or 1,
         help="threads for both engines (default: number of cores)",
     )
-    p.add_argument("--prompt-tokens", type=positive_int, default=256)
-    p.add_argument("--gen-tokens", type=positive_int, default=64)
+    p.add_argument(
+        "--prompt-tokens",
+        type=positive_int,
+        default=256,
+        help="prompt length for the prefill measurement (default 256)",
+    )
+    p.add_argument(
+        "--gen-tokens",
+        type=positive_int,
+        default=64,
+        help="tokens decoded for the decode measurement (default 64)",
+    )
     p.add_argument("--repeat", type=positive_int, default=3, help="repeats; the median is shown")
-    p.add_argument("--ctx", type=positive_int, default=1024)
+    p.add_argument(
+        "--ctx",
+        type=positive_int,
+        default=1024,
+        help="context size for both engines (default 1024)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.add_argument(
         "--out",
