@@ -132,20 +132,15 @@ def print_event(kind: str, payload: Any) -> None:
         sys.stdout.write(payload)
         sys.stdout.flush()
         return
-    if kind == "tool_call":
+    if kind in ("tool_call", "repeated_call"):
         assert isinstance(payload, ToolCall)
         args = json.dumps(payload.arguments, ensure_ascii=False)
         sys.stdout.write("\n")
         sys.stdout.flush()
-        sys.stderr.write(f"[tool] {payload.name}({args}) -> ")
+        tail = " -> " if kind == "tool_call" else " again: not run; answering without tools\n"
+        sys.stderr.write(f"[tool] {payload.name}({args}){tail}")
     elif kind == "tool_result":
         sys.stderr.write(_one_line(payload["content"]) + "\n")
-    elif kind == "repeated_call":
-        assert isinstance(payload, ToolCall)
-        args = json.dumps(payload.arguments, ensure_ascii=False)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        sys.stderr.write(f"[tool] {payload.name}({args}) again: not run; answering without tools\n")
     elif kind == "parse_error":
         sys.stdout.write("\n")
         sys.stdout.flush()
