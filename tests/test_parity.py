@@ -1,35 +1,54 @@
 """Token-for-token parity with llama.cpp, against goldens recorded by tools/make_goldens.py.
 
 The goldens hold, per prompt, llama.cpp's prompt ids, its greedy tokens, its top-5 logits at
-every step, and how far llama.cpp disagrees with *itself* when the same sequence is scored in one
-batch vs one token at a time (``self_max_abs_diff`` = δ, ``self_flip_steps``).
+every step, and how far llama.cpp disagrees with *itself* when the same ids are scored in one
+batch vs one token at a time (``self_var[step]``: the largest difference over that step's top-5
+ids; ``self_flip_steps``: steps where its own greedy choice differs between the two orders).
 
-Why δ matters: llama.cpp keeps K/V in fp16 and rounds softmax probabilities and GELU through fp16;
-a one-ulp difference upstream flips an fp16 rounding, and the flips compound over layers. On the
-default model δ reaches 1–2.7 logits, and llama.cpp's own greedy choice flips between its two
-evaluation orders in 2 of 6 prompts. So the rules are:
+Why the self-variation matters: llama.cpp keeps K/V in fp16 and rounds softmax probabilities and
+GELU through fp16; a one-ulp difference upstream flips an fp16 rounding, and the flips compound
+over layers. A difference llama.cpp shows against itself is not a parity fact. So, per case and
+per step (v = self_var[step]):
 
 * prompt token ids: identical, always;
-* greedy tokens: identical until the first step where llama.cpp's top-2 gap is within
-  max(1e-3, δ) — a tie as far as llama.cpp itself can tell — or where llama.cpp flips against
-  itself; we stop comparing after such a step (the continuations are then different texts);
-* logits (llama.cpp's top-5 ids, up to that step): |ours - llama.cpp| <= max(δ, 0.1 + 0.002·|x|).
+* greedy tokens: identical until the first step where llama.cpp's top-2 gap is within 2·max(v,
+  10^-3) (each engine may sit v away from the other's value, so such a gap is a tie) or where
+  llama.cpp flips against itself; comparing stops after such a step (the texts then differ);
+* logits (llama.cpp's top-5 ids, up to that step): |ours - llama.cpp| <= max(1.5·V, 0.1 +
+  0.002·|x|), V = the case's largest self_var. The floor covers the synthetic models, whose
+  batched and single-token runs take the same kernels in llama.cpp (V ~ 10^-3 there) while
+  ggufref's kernels differ from both in summation order.
+
+For the real models the goldens also hold the prompt's last position in detail (``prefill``):
+llama.cpp's top-20 logits batched and one token at a time, and the float64 reference's values
+(``RefOps``: exact math on the decoded weights). There the goal is: ggufref's deviation from
+llama.cpp at most llama.cpp's own variation (median over prompts; 1.25x for the worst prompt),
+and ggufref's error against the float64 reference no larger than llama.cpp's. A model that does
+not meet it yet has its measured shortfall as its bound (``MEASURED_SHORTFALL``), so the test
+fails when it gets worse. The 1.5B model takes minutes: it runs only with GGUFREF_PARITY_ALL=1
+(see docs how-to/parity-check).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ggufref.generate import Engine
+from ggufref.models import resolve_model
 from ggufref.testing.models import write_model
 
 GOLDENS = Path(__file__).parent / "data" / "goldens"
-NAMES = ("llama", "qwen2", "qwen3", "gemma3", "default")
+SYNTHETIC = ("llama", "qwen2", "qwen3", "gemma3")
+REAL = ("default", "qwen2.5-coder-0.5b-instruct")  # files from resolve_model
+if os.environ.get("GGUFREF_PARITY_ALL"):
+    REAL += ("qwen2.5-coder-1.5b-instruct",)
+NAMES = SYNTHETIC + REAL
 
 
 def _golden(name: str) -> dict:
@@ -51,15 +70,15 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Engine]:
 def _engine(engines: dict[str, Engine], name: str, tmp: Path) -> Engine:
     if name not in engines:
         g = _golden(name)
-        if name == "default":
-            path = None
+        if name in REAL:
+            path = resolve_model(None if name == "default" else name, progress=False)
         else:
             path = write_model(tmp / f"{name}.gguf", name)
             assert _sha256(path) == g["file_sha256"], (
                 f"the synthetic {name} model changed since the goldens were recorded: "
                 "run `make goldens`"
             )
-        n_ctx = g["n_ctx"] if path is None else 512  # synthetic models are trained for 512
+        n_ctx = g["n_ctx"] if name in REAL else 512  # synthetic models are trained for 512
         engines[name] = Engine(path, n_ctx=n_ctx, progress=False)
     return engines[name]
 
@@ -79,9 +98,13 @@ def runs(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
+def _tie(case: dict, step: int) -> float:
+    """The top-2 gap below which llama.cpp's greedy choice at this step is a coin toss."""
+    return 2 * max(1e-3, case["self_var"][step])
+
+
 def _allowed_divergence(case: dict, step: int) -> bool:
-    tie = max(1e-3, case["self_max_abs_diff"])
-    return case["top2_gap"][step] <= tie or step in case["self_flip_steps"]
+    return case["top2_gap"][step] <= _tie(case, step) or step in case["self_flip_steps"]
 
 
 def _first_divergence(case: dict, tokens: list[int]) -> int | None:
@@ -106,8 +129,7 @@ def test_greedy_tokens_match_llama_cpp(runs: dict, name: str, i: int) -> None:
         assert _allowed_divergence(case, s), (
             f"diverged at step {s}: ours {gen.tokens[s : s + 5]}, "
             f"llama.cpp {case['tokens'][s : s + 5]};"
-            f" llama.cpp top-2 gap {case['top2_gap'][s]:.4f} > tie threshold "
-            f"{max(1e-3, case['self_max_abs_diff']):.4f}"
+            f" llama.cpp top-2 gap {case['top2_gap'][s]:.4f} > tie threshold {_tie(case, s):.4f}"
         )
 
 
@@ -123,7 +145,7 @@ def test_top_logits_close_to_llama_cpp(runs: dict, name: str, i: int) -> None:
         for tid, ref in case["top5"][step]:
             assert tid in ours, f"step {step}: llama.cpp's top-5 token {tid} is not in our top 20"
             value = ours[tid]
-            tol = max(case["self_max_abs_diff"], 0.1 + 0.002 * abs(ref))
+            tol = max(1.5 * max(case["self_var"]), 0.1 + 0.002 * abs(ref))
             worst = max(worst, abs(value - ref) / tol)
     assert worst <= 1.0, f"a logit differs from llama.cpp by {worst:.2f}x the tolerance"
 
@@ -142,3 +164,85 @@ def test_goldens_cover_every_architecture() -> None:
     assert {"llama", "qwen2", "qwen3", "gemma3", "default"} <= archs
     assert all(len(_golden(n)["cases"]) >= 4 for n in archs)
     assert np.all([len(c["tokens"]) > 0 for n in archs for c in _golden(n)["cases"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# The real models' prompts in detail: llama.cpp's self-variation and the float64 reference
+
+
+def _prefill_stats(engines: dict[str, Engine], name: str, tmp: Path) -> list[dict[str, float]]:
+    """Per prompt, over llama.cpp's top-20 ids at the prompt's last position (max |diff|):
+    ggufref vs llama.cpp batched, llama.cpp batched vs one token at a time, and each engine
+    vs the float64 reference."""
+    e = _engine(engines, name, tmp)
+    rows = []
+    for case in _golden(name)["cases"]:
+        p = case["prefill"]
+        e.reset()  # one batched prefill, as llama.cpp's batched run
+        ours = e.model.forward(case["prompt_ids"], 0)[-1][p["top_ids"]].astype(np.float64)
+        batch, single, ref = (
+            np.array(p[k]) for k in ("llama_batch", "llama_single", "reference_f64")
+        )
+        rows.append(
+            {
+                "deviation": float(np.abs(ours - batch).max()),
+                "self_variation": float(np.abs(batch - single).max()),
+                "ours_vs_f64": float(np.abs(ours - ref).max()),
+                "llama_vs_f64": float(np.abs(batch - ref).max()),
+                "llama_single_vs_f64": float(np.abs(single - ref).max()),
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def prefills(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("prefill")
+    return {name: _prefill_stats(engines, name, tmp) for name in REAL}
+
+
+# The project's goal: ggufref's deviation from llama.cpp <= 1.0x llama.cpp's self-variation
+# (median over prompts; 1.25x for the worst prompt), and ggufref's error against the float64
+# reference <= llama.cpp's. Where a model does not meet it yet, its row below says by how much
+# it may miss (measured when its goldens were recorded: tools/make_goldens.py --report), so
+# getting worse fails; the goal itself is the default row.
+GOAL = {"deviation_median": 1.0, "deviation_worst": 1.25, "error_median": 1.0, "error_worst": 1.0}
+MEASURED_SHORTFALL = {  # measured ratio, rounded up by ~10% (the kernels still move)
+    # Gemma 3: ggufref's median error against float64 is 1.09x the larger of llama.cpp's two
+    "default": {"deviation_worst": 1.5, "error_median": 1.2},
+    "qwen2.5-coder-0.5b-instruct": {"deviation_median": 1.15, "deviation_worst": 2.1},
+    "qwen2.5-coder-1.5b-instruct": {  # worst: a prompt where ggufref is closer to float64
+        "deviation_median": 1.1,
+        "deviation_worst": 2.5,
+        "error_worst": 1.2,
+    },
+}
+
+
+def _bound(name: str, key: str) -> float:
+    return MEASURED_SHORTFALL.get(name, {}).get(key, GOAL[key])
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_deviation_from_llama_cpp_within_its_self_variation(prefills: dict, name: str) -> None:
+    """Prompts where llama.cpp's two orders agree exactly (self-variation 0: both took the same
+    kernels) give no ratio; they are left out."""
+    rows = [r for r in prefills[name] if r["self_variation"] > 0]
+    assert len(rows) >= 5
+    ratio = np.array([r["deviation"] / r["self_variation"] for r in rows])
+    median, worst = np.median(ratio), ratio.max()
+    assert median <= _bound(name, "deviation_median"), f"median {median:.2f}x llama.cpp's own"
+    assert worst <= _bound(name, "deviation_worst"), f"worst prompt {worst:.2f}x llama.cpp's own"
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_error_against_float64_within_llama_cpps_own(prefills: dict, name: str) -> None:
+    """ggufref's error against exact math (float64 reference) next to llama.cpp's, taking the
+    larger of llama.cpp's two evaluation orders, for the median and the worst prompt."""
+    rows = prefills[name]
+    ours = np.array([r["ours_vs_f64"] for r in rows])
+    batch = np.array([r["llama_vs_f64"] for r in rows])
+    single = np.array([r["llama_single_vs_f64"] for r in rows])
+    for key, stat in (("error_median", np.median), ("error_worst", np.max)):
+        theirs = max(stat(batch), stat(single))
+        assert stat(ours) <= _bound(name, key) * theirs, f"{key}: {stat(ours):.3f} vs {theirs:.3f}"
