@@ -56,8 +56,8 @@ MUTANTS = (
         "rope_base",
         "RoPE base read as 1.5x the file's rope.freq_base",
         "pysrc/ggufref/config.py",
-        'rope_base=f.get_float(f.arch_key("rope.freq_base"), 10000.0),',
-        'rope_base=1.5 * f.get_float(f.arch_key("rope.freq_base"), 10000.0),',
+        'rope_base=f.get_float(f.arch_key("rope.freq_base"), DEFAULTS["rope.freq_base"]),',
+        'rope_base=1.5 * f.get_float(f.arch_key("rope.freq_base"), DEFAULTS["rope.freq_base"]),',
         ("tests/test_parity.py",),
     ),
     Mutant(
@@ -124,9 +124,8 @@ MUTANTS = (
         "window_edge_config",
         "gemma3 sliding window one position wider than the file says",
         "pysrc/ggufref/config.py",
-        'window = f.get_int(f.arch_key("attention.sliding_window"), 0) if arch == "gemma3" else 0',
-        'window = f.get_int(f.arch_key("attention.sliding_window"), 0) + 1 if arch == "gemma3" '
-        "else 0",
+        'DEFAULTS["sliding_window"])',
+        'DEFAULTS["sliding_window"]) + 1',
         ("tests/test_parity.py",),
     ),
     Mutant(

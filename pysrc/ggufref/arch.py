@@ -26,7 +26,7 @@ DEFAULTS: dict[str, float | int | None] = {
     "attention.value_length": None,  # = key_length
     "rope.freq_base": 10000.0,
     "rope.scaling.factor": 1.0,
-    "attention.sliding_window": 0,  # gemma3 only
+    "sliding_window": 0,  # attention.sliding_window, read where the table row says so
 }
 # Per-layer tensors (``blk.N.<name>.weight``): required, then present only in some families.
 LAYER_TENSORS = (

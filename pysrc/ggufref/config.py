@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ggufref import arch
+from ggufref.arch import ARCHITECTURES, DEFAULTS
 from ggufref.errors import ModelError
 from ggufref.gguf_file import GGUFFile
 
@@ -118,10 +119,12 @@ class ModelConfig:
                 f"{blocks_in_file} blocks"
             )
         n_vocab = f.array_len("tokenizer.ggml.tokens") or f.tensor("token_embd.weight").shape[0]
-        window = f.get_int(f.arch_key("attention.sliding_window"), 0) if arch == "gemma3" else 0
+        window = 0
+        if ARCHITECTURES[arch].sliding_window:
+            window = f.get_int(f.arch_key("attention.sliding_window"), DEFAULTS["sliding_window"])
         # gemma3: five sliding-window layers, then one global layer, repeating.
         swa = tuple(window > 0 and (i % 6) < 5 for i in range(n_layer))
-        scale = f.get_float(f.arch_key("rope.scaling.factor"), 1.0)
+        scale = f.get_float(f.arch_key("rope.scaling.factor"), DEFAULTS["rope.scaling.factor"])
         cfg = cls(
             arch=arch,
             n_vocab=n_vocab,
@@ -134,7 +137,7 @@ class ModelConfig:
             head_dim_v=f.get_int(f.arch_key("attention.value_length"), head_dim),
             n_ff=f.get_int(f.arch_key("feed_forward_length")),
             rms_eps=f.get_float(f.arch_key("attention.layer_norm_rms_epsilon")),
-            rope_base=f.get_float(f.arch_key("rope.freq_base"), 10000.0),
+            rope_base=f.get_float(f.arch_key("rope.freq_base"), DEFAULTS["rope.freq_base"]),
             rope_base_local=10000.0,
             rope_neox=ROPE_PAIRING[arch] == "neox",
             rope_freq_scale=1.0 / scale if scale else 1.0,
