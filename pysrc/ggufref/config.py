@@ -17,32 +17,35 @@ SUPPORTED_ARCHS = arch.SUPPORTED  # the architecture table lives in ggufref.arch
 ROPE_PAIRING = {name: a.rope for name, a in arch.ARCHITECTURES.items()}
 
 
-# Hyperparameter keys (after the "<arch>." prefix) and the type each must have: a file may
-# store anything under any key, and `inspect` reads these before ModelConfig does.
-INT_KEYS = (
-    "context_length",
-    "embedding_length",
-    "block_count",
-    "feed_forward_length",
-    "attention.head_count",
-    "attention.head_count_kv",
-    "attention.key_length",
-    "attention.value_length",
-    "attention.sliding_window",
-    "rope.dimension_count",
-)
-FLOAT_KEYS = ("attention.layer_norm_rms_epsilon", "rope.freq_base", "rope.scaling.factor")
+# Hyperparameter keys (after the "<arch>." prefix), in the order `inspect` shows them, and the
+# type each must have: a file may store anything under any key, and `inspect` reads these before
+# ModelConfig does.
+HYPERPARAMETERS: dict[str, type] = {
+    "context_length": int,
+    "embedding_length": int,
+    "block_count": int,
+    "feed_forward_length": int,
+    "attention.head_count": int,
+    "attention.head_count_kv": int,
+    "attention.key_length": int,
+    "attention.value_length": int,
+    "attention.layer_norm_rms_epsilon": float,
+    "attention.sliding_window": int,
+    "rope.freq_base": float,
+    "rope.dimension_count": int,
+    "rope.scaling.factor": float,
+}
 MAX_HYPERPARAMETER = 2**31 - 1  # every size must fit a C int
 
 
 def check_hyperparameter_types(f: GGUFFile) -> None:
     """Each hyperparameter present is an int in 0..2**31-1 or a finite number (one-line error)."""
-    for suffix in INT_KEYS + FLOAT_KEYS:
+    for suffix, kind in HYPERPARAMETERS.items():
         key = f.arch_key(suffix)
         if key not in f:
             continue
         value = f.get(key)
-        if suffix in INT_KEYS:
+        if kind is int:
             ok = type(value) is int and 0 <= value <= MAX_HYPERPARAMETER
             expected = f"an integer in 0..{MAX_HYPERPARAMETER}"
         else:

@@ -9,24 +9,9 @@ from collections import Counter
 from typing import Any
 
 from ggufref.cli.common import add_model_arg, human_bytes, one_line, positive_int
-from ggufref.config import check_hyperparameter_types
+from ggufref.config import HYPERPARAMETERS, check_hyperparameter_types
 from ggufref.gguf_file import GGUFFile, memory_plan, open_gguf
 from ggufref.models import resolve_model
-
-HYPER_KEYS = (
-    "context_length",
-    "embedding_length",
-    "block_count",
-    "feed_forward_length",
-    "attention.head_count",
-    "attention.head_count_kv",
-    "attention.key_length",
-    "attention.value_length",
-    "attention.layer_norm_rms_epsilon",
-    "attention.sliding_window",
-    "rope.freq_base",
-    "rope.dimension_count",
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +44,7 @@ def summary(f: GGUFFile, n_ctx: int) -> dict[str, Any]:
         "file_bytes": f.size,
         "metadata": f.metadata_summary(),
         "architecture": f.arch,
-        "hyperparameters": {k: f.arch_get(k) for k in HYPER_KEYS if f.arch_key(k) in f},
+        "hyperparameters": {k: f.arch_get(k) for k in HYPERPARAMETERS if f.arch_key(k) in f},
         "tokenizer": {
             "model": f.get("tokenizer.ggml.model"),
             "pre": f.get("tokenizer.ggml.pre"),
