@@ -183,9 +183,9 @@ def test_max_rounds_stops_a_model_that_never_answers(registry):
     assert [m["role"] for m in result.messages] == ["user"] + ["assistant", "tool"] * 3
 
 
-def test_a_repeated_call_is_not_run_again_and_tools_are_withdrawn(registry):
-    # The habit of greedy Qwen2.5-Coder after a tool result: the same call again.
-    completer = ScriptedCompleter([_calc("1234 * 5678"), _calc("1234*5678"), "It is 7006652."])
+def _ask_product(registry, replies: list[str]):
+    """The loop on "What is 1234 * 5678?" with scripted replies: (completer, result, events)."""
+    completer = ScriptedCompleter(replies)
     events: list = []
     result = run_agent(
         completer,
@@ -195,20 +195,19 @@ def test_a_repeated_call_is_not_run_again_and_tools_are_withdrawn(registry):
         max_rounds=2,
         on_event=record(events),
     )
+    return completer, result, events
+
+
+def test_a_repeated_call_is_not_run_again_and_tools_are_withdrawn(registry):
+    # The habit of greedy Qwen2.5-Coder after a tool result: the same call again.
+    replies = [_calc("1234 * 5678"), _calc("1234*5678"), "It is 7006652."]
+    _, result, _ = _ask_product(registry, replies)
     # "1234*5678" differs in text from "1234 * 5678": a different call, so it runs.
     assert [c.arguments["expression"] for c in result.tool_calls] == ["1234 * 5678", "1234*5678"]
     assert result.stop == "max_rounds"
 
-    completer = ScriptedCompleter([_calc("1234 * 5678"), _calc("1234 * 5678"), "It is 7006652."])
-    events = []
-    result = run_agent(
-        completer,
-        qwen3(),
-        [{"role": "user", "content": "What is 1234 * 5678?"}],
-        registry,
-        max_rounds=2,
-        on_event=record(events),
-    )
+    replies = [_calc("1234 * 5678"), _calc("1234 * 5678"), "It is 7006652."]
+    completer, result, events = _ask_product(registry, replies)
     assert (result.content, result.stop, result.finished, result.rounds) == (
         "It is 7006652.",
         "repeated_call",

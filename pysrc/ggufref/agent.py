@@ -11,8 +11,8 @@ becomes a tool message reading ``error: ...`` so the model can correct itself.
 How the loop ends (``AgentResult.stop``):
 
 * ``answered``: the model replied without calling a tool.
-* ``repeated_call``: the model asked again for a call it had already made (same name, same
-  arguments). Small instruct models do this after a tool result: greedy llama.cpp on
+* ``repeated_call``: the model's reply opened with a call it had already made (same name,
+  same arguments). Small instruct models do this after a tool result: greedy llama.cpp on
   Qwen2.5-Coder 1.5B re-issues the identical calculator call in every round. The repeat is not
   run and is not kept; instead one last round renders the same conversation *without offering
   tools*, so the template does not invite another call, and that reply is the answer.
@@ -212,11 +212,6 @@ def run_agent(
         if not reply.tool_calls and not reply.errors:
             convo.append(_assistant_message(reply, raw))
             return AgentResult(reply.content, convo, round_no, True, reply.reasoning, executed)
-        # Calls not run before; a reply may also name one call several times.
-        fresh: list[ToolCall] = []
-        for call in reply.tool_calls:
-            if call_key(call) not in seen | {call_key(c) for c in fresh}:
-                fresh.append(call)
         repeats = bool(reply.tool_calls) and call_key(reply.tool_calls[0]) in seen
         if repeats and not reply.errors:
             # The reply opens with a call already run: the model is looping (what follows it,
@@ -236,9 +231,12 @@ def run_agent(
                 executed,
                 "repeated_call",
             )
-        for i, call in enumerate(fresh):
-            call.id = f"call_{round_no}_{i}"  # unique over the conversation
-            seen.add(call_key(call))
+        fresh: list[ToolCall] = []  # not run before, nor named earlier in this reply
+        for call in reply.tool_calls:
+            if call_key(call) not in seen:
+                seen.add(call_key(call))
+                call.id = f"call_{round_no}_{len(fresh)}"  # unique over the conversation
+                fresh.append(call)
         reply.tool_calls = fresh
         convo.append(_assistant_message(reply, raw))
         convo.extend(_run_calls(fresh, reply.errors, registry, emit))
