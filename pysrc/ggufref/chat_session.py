@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ggufref.agent import TOOL_SYSTEM_PROMPT, AgentResult, EventHandler, cut_at_stop, run_agent
 from ggufref.chat import TEMPLATE_KEY, ChatTemplate
 from ggufref.generate import Engine, common_prefix
@@ -69,7 +67,6 @@ class EngineCompleter:
         self.sampler = sampler
         self.stop_ids = frozenset(engine.tokenizer.eot_ids) | extra_stop_ids
         self.calls: list[CompletionStats] = []
-        self._call_starts: np.ndarray | None = None
 
     def complete(
         self,
@@ -96,7 +93,7 @@ class EngineCompleter:
             stop_ids=self.stop_ids,
             stop_strings=stop,
             on_text=on_text,
-            ban_first=self.call_starts() if answer_only else None,
+            ban_first=engine.tokenizer.non_word_starts() if answer_only else None,
             stop_when=stop_when,
         )
         stats.tokens = len(gen.tokens)
@@ -105,23 +102,6 @@ class EngineCompleter:
         stats.stop_reason = gen.stop_reason
         stats.context_full = gen.stop_reason == "length" and len(gen.tokens) >= room
         return cut_at_stop(gen.text, stop)
-
-    def call_starts(self) -> np.ndarray:
-        """Ids of the tokens that do not begin with a letter or a digit.
-
-        Banned as the first token of an answer-only round, so the model starts in words: tool
-        calls open with ``{``, ``[``, ``<`` or a code fence in every format tools.py parses, and
-        a small model that is not allowed one of those tends to open with ``>`` and the call.
-        """
-        if self._call_starts is None:
-            tok = self.engine.tokenizer
-            starts = []
-            for i in range(tok.vocab_size):
-                text = tok.token_to_piece(i, special=True).decode("utf-8", "replace").lstrip()
-                if not (text and text[0].isalnum()):
-                    starts.append(i)
-            self._call_starts = np.array(starts, dtype=np.int64)
-        return self._call_starts
 
     # end::engine_completer[]
 

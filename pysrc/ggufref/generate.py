@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,7 +170,7 @@ class Engine:
         stop_strings: Iterable[str] = (),
         on_text: Callable[[str], None] | None = None,
         top_logits: int = 0,
-        ban_first: np.ndarray | None = None,
+        ban_first: Sequence[int] | None = None,
         stop_when: Callable[[str], bool] | None = None,
     ) -> Generation:
         """``ban_first``: token ids the first sampled token may not be (see agent.py: the answer

@@ -225,6 +225,7 @@ class Tokenizer:
         # Without parse_special, only user-defined tokens (not also control) are cut out.
         self._special_user = [i for i in special if not self.is_control(i)]
         self._pieces: dict[tuple[int, bool], bytes] = {}
+        self._non_word_starts: list[int] | None = None
         self._word_cache: dict[str, list[int]] = {}
 
     def _configure(self, meta: Mapping[str, Any], origin: str) -> None:
@@ -467,6 +468,21 @@ class Tokenizer:
         if piece is None:
             piece = self._pieces[key] = self._piece(tid, special)
         return piece
+
+    def non_word_starts(self) -> list[int]:
+        """Ids of the tokens whose text, leading spaces aside, does not begin with a letter or a
+        digit (punctuation, markup, control tokens, whitespace). Computed once per tokenizer.
+
+        The agent loop bans these as the first token of an answer-only round (agent.py), so the
+        model starts in words: tool calls open with ``{``, ``[``, ``<`` or a code fence.
+        """
+        if self._non_word_starts is None:
+            self._non_word_starts = [
+                i
+                for i in range(self.vocab_size)
+                if not self._piece(i, True).decode("utf-8", "replace").lstrip()[:1].isalnum()
+            ]
+        return self._non_word_starts
 
     def _piece(self, tid: int, special: bool) -> bytes:
         attr, text = self.attrs[tid], self.tokens[tid]
