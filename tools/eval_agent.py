@@ -55,8 +55,6 @@ def run_model(alias: str, system: str | None, max_tokens: int) -> list[dict[str,
             session = ChatSession(engine, system=system, registry=registry, max_tokens=max_tokens)
             turn = session.ask(prompt)
             result = turn.result
-            decode_s = sum(c.decode_s for c in turn.calls)
-            decoded = sum(max(c.tokens - 1, 0) for c in turn.calls)
             rows.append(
                 {
                     "model": alias,
@@ -68,7 +66,7 @@ def run_model(alias: str, system: str | None, max_tokens: int) -> list[dict[str,
                     "rounds": result.rounds if result else len(turn.calls),
                     "stop": result.stop if result else "interrupted",
                     "correct": bool(check(turn.content)),
-                    "decode_tok_s": round(decoded / decode_s, 2) if decode_s else 0.0,
+                    "decode_tok_s": round(turn.decode_tok_s, 2),
                     "answer": turn.content,
                 }
             )

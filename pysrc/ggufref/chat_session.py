@@ -130,6 +130,16 @@ class Turn:
         return sum(c.tokens for c in self.calls)
 
     @property
+    def decode_s(self) -> float:
+        return sum(c.decode_s for c in self.calls)
+
+    @property
+    def decode_tok_s(self) -> float:
+        """Decode speed over every round: forward passes after the prefills, per second."""
+        decoded = sum(max(c.tokens - 1, 0) for c in self.calls)
+        return decoded / self.decode_s if self.decode_s else 0.0
+
+    @property
     def context_full(self) -> bool:
         return any(c.context_full for c in self.calls)
 

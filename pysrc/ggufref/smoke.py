@@ -198,8 +198,6 @@ def _run_chat(engine: Any, entry: SmokeEntry, with_tools: bool) -> SmokeRow:
         )
         question = entry.tool_calling if with_tools and entry.tool_calling else entry.prompt
         turn = session.ask(question)
-    decode_s = sum(c.decode_s for c in turn.calls)
-    decoded = sum(max(c.tokens - 1, 0) for c in turn.calls)  # forward passes after prefills
     status, reason = judge(turn, with_tools, entry.tool, _control_tokens(engine))
     return SmokeRow(
         entry.model,
@@ -207,7 +205,7 @@ def _run_chat(engine: Any, entry: SmokeEntry, with_tools: bool) -> SmokeRow:
         status,
         reason,
         tokens=turn.tokens,
-        tok_s=decoded / decode_s if decode_s else 0.0,
+        tok_s=turn.decode_tok_s,
         wall_s=time.perf_counter() - t0,
         text=turn.content,
     )

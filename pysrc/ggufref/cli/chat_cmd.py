@@ -238,7 +238,6 @@ def turn_json(turn: Turn, load_s: float) -> dict[str, Any]:
     result = turn.result
     last = turn.calls[-1] if turn.calls else None
     stop = "interrupted" if turn.interrupted else (result.stop if result else "answered")
-    decode_s = sum(c.decode_s for c in turn.calls)
     return {
         "content": turn.content,
         "messages": openai_messages(result.messages if result else []),
@@ -255,8 +254,8 @@ def turn_json(turn: Turn, load_s: float) -> dict[str, Any]:
         "timings": {
             "load_s": round(load_s, 3),
             "prefill_s": round(sum(c.prefill_s for c in turn.calls), 3),
-            "decode_s": round(decode_s, 3),
-            "decode_tok_s": round(turn.tokens / decode_s, 2) if decode_s else 0.0,
+            "decode_s": round(turn.decode_s, 3),
+            "decode_tok_s": round(turn.decode_tok_s, 2),
         },
     }
 
