@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ggufref.agent import AgentResult, cut_at_stop, run_agent
-from ggufref.chat import ChatTemplate
-from ggufref.tools import ToolCall, builtin_registry
+from ggufref.chat.agent import AgentResult, cut_at_stop, run_agent
+from ggufref.chat.template import ChatTemplate
+from ggufref.chat.tools import ToolCall, builtin_registry
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
 
@@ -241,7 +241,7 @@ def test_cut_at_stop():
 
 
 def test_looping_and_salvage():
-    from ggufref.agent import looping, salvage_calls
+    from ggufref.chat.agent import looping, salvage_calls
 
     line = '{"name": "calculator", "arguments": {"expression": "391"}}'
     assert not looping(line + "\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ggufref.chat import (
+from ggufref.chat.template import (
     ChatTemplate,
     begins_with_bos,
     fallback_family,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggufref.chat_session import ChatSession
+from ggufref.chat.session import ChatSession
 from ggufref.cli.chat_cmd import select_tools
 from ggufref.errors import ToolCallError
 from ggufref.generate import Engine, common_prefix
@@ -242,7 +242,7 @@ def test_json_needs_a_prompt(qwen3):
 
 
 def test_tools_bring_the_tool_use_system_message_unless_the_user_gives_one(qwen3):
-    from ggufref.agent import TOOL_SYSTEM_PROMPT
+    from ggufref.chat.agent import TOOL_SYSTEM_PROMPT
 
     engine = Engine(qwen3, progress=False)
     calc = select_tools("calculator", ".")

@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ggufref import chat_sandbox
-from ggufref.chat import ChatTemplate
-from ggufref.chat_sandbox import (
+from ggufref.chat import sandbox as chat_sandbox
+from ggufref.chat.sandbox import (
     MAX_FORMAT_WIDTH,
     MAX_MACROS,
     MAX_RENDER_MEMORY,
     MAX_TEMPLATE_NODES,
     RenderWorker,
 )
+from ggufref.chat.template import ChatTemplate
 from ggufref.errors import TemplateError
 
 MIB = 2**20

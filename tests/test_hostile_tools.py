@@ -20,9 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ggufref import tools
-from ggufref.errors import ToolCallError
-from ggufref.tools import (
+from ggufref.chat import tools
+from ggufref.chat.tools import (
     MAX_INT_DIGITS,
     MAX_JSON_DEPTH,
     ToolCall,
@@ -35,6 +34,7 @@ from ggufref.tools import (
     parse_reply,
     split_reasoning,
 )
+from ggufref.errors import ToolCallError
 
 STYLES = ("auto", "hermes", "llama3", "pythonic")
 
@@ -134,7 +134,7 @@ LINEAR_INPUTS = {
 def test_reply_scanning_is_linear(name: str) -> None:
     code = textwrap.dedent(
         f"""
-        from ggufref.tools import parse_reply
+        from ggufref.chat.tools import parse_reply
         text = {LINEAR_INPUTS[name]}
         for style in {STYLES!r}:
             parse_reply(text, style)

@@ -39,7 +39,7 @@ def engine():
 
 
 def _session(engine, **kw):
-    from ggufref.chat_session import ChatSession
+    from ggufref.chat.session import ChatSession
 
     engine.reset()
     return ChatSession(engine, max_tokens=96, **kw)

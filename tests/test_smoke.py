@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ggufref.agent import AgentResult
-from ggufref.chat_session import Turn
+from ggufref.chat.agent import AgentResult
+from ggufref.chat.session import Turn
+from ggufref.chat.tools import ToolCall
 from ggufref.cli import main
 from ggufref.smoke import SmokeRow, exit_status, format_table, judge, load_config
 from ggufref.testing.models import write_model
-from ggufref.tools import ToolCall
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "smoke-models.json"
 
@@ -148,7 +148,7 @@ def _turn(
     stop_reason: str = "eos",
     stop: str = "answered",
 ) -> Turn:
-    from ggufref.chat_session import CompletionStats
+    from ggufref.chat.session import CompletionStats
 
     messages = [{"role": "tool", "name": "calculator", "content": c} for c in tool_results]
     finished = stop != "max_rounds"

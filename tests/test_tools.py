@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ggufref.errors import ToolCallError
-from ggufref.tools import (
+from ggufref.chat.tools import (
     ToolCall,
     ToolRegistry,
     builtin_registry,
@@ -23,6 +22,7 @@ from ggufref.tools import (
     split_reasoning,
     tool_call_style,
 )
+from ggufref.errors import ToolCallError
 
 # --- schemas ------------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ PROMPTS: list[tuple[str, str, str, Callable[[str], bool]]] = [
 
 
 def run_model(alias: str, system: str | None, max_tokens: int) -> list[dict[str, Any]]:
-    from ggufref.chat_session import ChatSession
+    from ggufref.chat.session import ChatSession
     from ggufref.cli.chat_cmd import select_tools
     from ggufref.generate import Engine
 

@@ -113,7 +113,7 @@ def run_tokenizer(data: bytes) -> str:
 
 
 def run_toolcall(data: bytes) -> str:
-    from ggufref.tools import parse_reply
+    from ggufref.chat.tools import parse_reply
 
     text = data.decode("utf-8", "replace")
     calls = 0
@@ -124,8 +124,8 @@ def run_toolcall(data: bytes) -> str:
 
 
 def run_template(data: bytes) -> str:
-    from ggufref import chat_sandbox
-    from ggufref.chat import ChatTemplate
+    from ggufref.chat import sandbox as chat_sandbox
+    from ggufref.chat.template import ChatTemplate
     from ggufref.errors import TemplateError
 
     # half the inputs are read as template text, half as choices among well-formed pieces
@@ -309,10 +309,10 @@ def fuzz_atheris(which: str, seconds: float, max_len: int) -> None:
     import atheris
 
     with atheris.instrument_imports():
-        import ggufref.chat  # noqa: F401
-        import ggufref.chat_sandbox  # noqa: F401
+        import ggufref.chat.sandbox  # noqa: F401
+        import ggufref.chat.template  # noqa: F401
+        import ggufref.chat.tools  # noqa: F401
         import ggufref.tokenizer  # noqa: F401
-        import ggufref.tools  # noqa: F401
     stats = Stats()
     t0 = time.monotonic()
 

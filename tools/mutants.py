@@ -190,7 +190,7 @@ MUTANTS = (
     Mutant(
         "chat_bos",
         "a prompt that starts with BOS as text is not recognised (BOS added twice)",
-        "pysrc/ggufref/chat.py",
+        "pysrc/ggufref/chat/template.py",
         "return bool(bos_token) and text.startswith(bos_token)",
         "return bool(bos_token) and text.startswith(bos_token + bos_token)",
         ("tests/test_chat.py", "tests/test_tokenizer.py"),

@@ -173,7 +173,7 @@ class Engine:
         ban_first: Sequence[int] | None = None,
         stop_when: Callable[[str], bool] | None = None,
     ) -> Generation:
-        """``ban_first``: token ids the first sampled token may not be (see agent.py: the answer
+        """``ban_first``: token ids the first sampled token may not be (chat/agent.py: the answer
         round after a repeated tool call must start in words, not with another call).
         ``stop_when(text)``: asked at each line break; True stops as a stop string would."""
         self.file.check_unchanged()  # a file truncated under the map would SIGBUS below

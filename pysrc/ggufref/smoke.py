@@ -181,8 +181,8 @@ def _run_complete(engine: Any, entry: SmokeEntry) -> SmokeRow:
 
 
 def _run_chat(engine: Any, entry: SmokeEntry, with_tools: bool) -> SmokeRow:
-    from ggufref.chat_session import ChatSession
-    from ggufref.tools import ToolRegistry, builtin_registry
+    from ggufref.chat.session import ChatSession
+    from ggufref.chat.tools import ToolRegistry, builtin_registry
 
     t0 = time.perf_counter()
     mode = "tools" if with_tools else "chat"
@@ -253,7 +253,7 @@ def judge(
     expected_tool: str | None = None,
     control: frozenset[str] = frozenset(),
 ) -> tuple[str, str]:
-    """(status, reason) of a chat run (a ``chat_session.Turn``), by the rules in the docstring."""
+    """(status, reason) of a chat run (a ``chat.session.Turn``), by the rules in the docstring."""
     result = turn.result
     calls = result.tool_calls if result else []
     messages = result.messages if result else []

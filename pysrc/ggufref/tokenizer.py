@@ -473,7 +473,7 @@ class Tokenizer:
         """Ids of the tokens whose text, leading spaces aside, does not begin with a letter or a
         digit (punctuation, markup, control tokens, whitespace). Computed once per tokenizer.
 
-        The agent loop bans these as the first token of an answer-only round (agent.py), so the
+        The agent loop bans these as the first token of an answer-only round (chat/agent.py), so the
         model starts in words: tool calls open with ``{``, ``[``, ``<`` or a code fence.
         """
         if self._non_word_starts is None:

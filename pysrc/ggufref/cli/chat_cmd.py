@@ -11,7 +11,7 @@ ending with how the tool loop ended when tools were offered (answered / repeated
 So ``ggufref chat "..." 2>/dev/null`` prints only what the model wrote.
 
 In the loop: ``/reset`` starts a new conversation, ``/exit`` (or Ctrl-D) quits, and Ctrl-C stops
-the reply being generated; the partial reply stays in the history (see ``chat_session``).
+the reply being generated; the partial reply stays in the history (see ``chat.session``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ggufref.chat_session import ChatSession, Turn
+from ggufref.chat.session import ChatSession, Turn
+from ggufref.chat.tools import TOOL_SECONDS, ToolCall, ToolRegistry, calculator, make_list_files
 from ggufref.cli.common import (
     add_model_arg,
     add_threads_arg,
@@ -32,7 +33,6 @@ from ggufref.cli.common import (
 )
 from ggufref.cli.generate_cmd import add_sampling_args, sampler_from_args
 from ggufref.errors import GgufrefError, ToolCallError
-from ggufref.tools import TOOL_SECONDS, ToolCall, ToolRegistry, calculator, make_list_files
 
 HELP = "commands: /reset (new conversation), /exit (or Ctrl-D); Ctrl-C stops a reply"
 RESULT_CHARS = 120  # a tool result is shown on one line, cut to this many characters

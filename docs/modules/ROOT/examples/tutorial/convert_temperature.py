@@ -29,9 +29,9 @@ def convert_temperature(value: float, to: str) -> str:
 # tag::run_loop[]
 def ask(question: str, model: str = "qwen2.5-coder-0.5b-instruct") -> str:
     """Ask ``model`` a question with convert_temperature offered; print each step of the loop."""
-    from ggufref.chat_session import ChatSession
+    from ggufref.chat.session import ChatSession
+    from ggufref.chat.tools import ToolRegistry
     from ggufref.generate import Engine
-    from ggufref.tools import ToolRegistry
 
     registry = ToolRegistry()
     registry.register(convert_temperature)

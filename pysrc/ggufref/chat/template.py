@@ -1,11 +1,11 @@
 """Chat templates: OpenAI-style messages -> the prompt string a model was trained on.
 
-Stage: ``messages -> chat.py -> prompt -> tokenizer``.
+Stage: ``messages -> chat/template.py -> prompt -> tokenizer``.
 
 A GGUF usually carries its chat template as Jinja source in ``tokenizer.chat_template``
 (and sometimes named variants such as ``tokenizer.chat_template.tool_use``).
 We render it exactly as Hugging Face's ``apply_chat_template`` would, inside the bounded
-sandbox of ``chat_sandbox.py`` (templates are untrusted code).
+sandbox of ``sandbox.py`` (templates are untrusted code).
 When the file has no template (our default Gemma 3 270M base model has none), a built-in
 fallback is chosen by architecture from ``ggufref/templates/``.
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from ggufref.chat_sandbox import MAX_SOURCE_CHARS, RENDER_SECONDS, render_in_worker
+from ggufref.chat.sandbox import MAX_SOURCE_CHARS, RENDER_SECONDS, render_in_worker
 from ggufref.errors import TemplateError
 
 # Strings that end an assistant turn in the template families we know; generation stops there.

@@ -488,10 +488,11 @@ class RenderWorker:
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # the directory holding the ggufref package: <root>/ggufref/chat/sandbox.py
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         return subprocess.Popen(
-            [sys.executable, "-c", "from ggufref.chat_sandbox import worker_main; worker_main()"],
+            [sys.executable, "-c", "from ggufref.chat.sandbox import worker_main; worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

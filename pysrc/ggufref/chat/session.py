@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ggufref.agent import TOOL_SYSTEM_PROMPT, AgentResult, EventHandler, cut_at_stop, run_agent
-from ggufref.chat import TEMPLATE_KEY, ChatTemplate
+from ggufref.chat.agent import TOOL_SYSTEM_PROMPT, AgentResult, EventHandler, cut_at_stop, run_agent
+from ggufref.chat.template import TEMPLATE_KEY, ChatTemplate
+from ggufref.chat.tools import ToolRegistry, split_reasoning
 from ggufref.generate import Engine, common_prefix
 from ggufref.sampling import GREEDY, SamplerConfig
-from ggufref.tools import ToolRegistry, split_reasoning
 
 # A control token that opens a turn, met inside a reply, means the model has started writing the
 # next turn itself (base models do): generation stops there, as on end-of-turn.

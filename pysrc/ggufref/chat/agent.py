@@ -1,6 +1,6 @@
 """The agent loop: render -> complete -> parse -> run tools -> feed results back -> repeat.
 
-Stage: the last one. It ties ``chat.py`` (messages -> prompt), a model (prompt -> text) and
+Stage: the last one. It ties ``template.py`` (messages -> prompt), a model (prompt -> text) and
 ``tools.py`` (text -> tool calls -> results) together, and knows nothing about the engine:
 any object with a ``complete`` method will do (the CLI wraps ``generate``; tests script one).
 
@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ggufref.chat import ChatTemplate
-from ggufref.tools import ParsedReply, ToolCall, ToolRegistry, parse_reply, tool_call_style
+from ggufref.chat.template import ChatTemplate
+from ggufref.chat.tools import ParsedReply, ToolCall, ToolRegistry, parse_reply, tool_call_style
 
 # The system message offered when tools are on and the user gave none. The template's own default
 # line ("You are Qwen, ... a helpful assistant.") leaves greedy Qwen2.5-Coder re-issuing the same

@@ -1,6 +1,6 @@
 """Tool calling: describe Python functions to the model, parse the calls it writes, run them.
 
-Stage: ``generated text -> tools.py -> tool results -> chat.py (next prompt)``.
+Stage: ``generated text -> tools.py -> tool results -> template.py (next prompt)``.
 
 1. ``ToolRegistry.register`` turns a typed, documented function into an OpenAI-style schema,
    which the chat template lists in the prompt.
