@@ -77,7 +77,7 @@ def test_inspect_default_model(capsys):
         assert t["nbytes"] == int(np.prod(t["shape"])) // block_elems * block_bytes, t["name"]
     plan = s["memory_plan"]
     # the tensor bytes as gguf's own reader counts them (not our parser, not our formula)
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
 
     oracle = gguf.GGUFReader(resolve_model(None, progress=False))
     assert plan["stored_total"] == sum(int(t.n_bytes) for t in oracle.tensors)

@@ -359,7 +359,7 @@ def test_mask_timings_hides_rates_and_sizes_but_not_text() -> None:
 
 def _model_or_skip(alias: str) -> Path:
     from ggufref.errors import GgufrefError
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
 
     try:
         return resolve_model(alias, progress=False)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from ggufref.errors import GGUFError
 from ggufref.gguf_file import open_gguf
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ_DIR = ROOT / "tests" / "data" / "fuzz"

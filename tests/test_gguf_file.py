@@ -13,7 +13,7 @@ from gguf import GGMLQuantizationType as T
 
 from ggufref.errors import GGUFError
 from ggufref.gguf_file import open_gguf
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.testing.models import write_model
 
 

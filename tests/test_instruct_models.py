@@ -19,7 +19,7 @@ import pytest
 
 from ggufref.cli import main
 from ggufref.errors import GGUFError
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 
 ALIAS = "qwen2.5-coder-0.5b-instruct"
 MARKUP = ("<|im_start|>", "<|im_end|>", "<tool_call>", "<|endoftext|>")

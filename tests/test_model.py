@@ -22,7 +22,7 @@ from ggufref.model.ops import (
     rope_angles,
     silu,
 )
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.testing.models import write_model
 from ggufref.weights import QuantTensor
 

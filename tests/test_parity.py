@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 
 from ggufref.generate import Engine
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.testing.models import write_model
 
 GOLDENS = Path(__file__).parent / "data" / "goldens"

@@ -20,7 +20,7 @@ from ggufref.cli import main
 from ggufref.cli.inspect_cmd import summary
 from ggufref.errors import GgufrefError
 from ggufref.gguf_file import open_gguf
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 
 REAL = ["gemma-3-270m", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
 

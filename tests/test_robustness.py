@@ -29,7 +29,7 @@ from ggufref.errors import GGUFError, GgufrefError, ModelError
 from ggufref.generate import Engine
 from ggufref.gguf_file import open_gguf
 from ggufref.model import base
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.testing.models import TinyShape, write_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -131,7 +131,7 @@ def test_missing_config(tmp_path, capsys):
 def test_repository_config_is_valid():
     entries = load_config(REPO_CONFIG)
     assert entries[0].model == "gemma-3-270m" and not entries[0].instruct
-    from ggufref.models import ALIASES
+    from ggufref.model_files import ALIASES
 
     instruct = [e for e in entries if e.instruct and e.tool_calling and e.tool]
     assert {e.model for e in instruct} == {

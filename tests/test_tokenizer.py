@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ggufref.errors import GGUFError, ModelError
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.testing.vocab import (
     KINDS,
     build_vocab,

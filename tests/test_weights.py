@@ -8,7 +8,7 @@ from gguf import GGMLQuantizationType as T
 
 from ggufref.gguf_file import memory_plan, open_gguf
 from ggufref.model.base import Model
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.weights import MemoryPlan, QuantTensor, tensor_group
 
 

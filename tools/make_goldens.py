@@ -181,7 +181,7 @@ def report(name: str) -> dict:
     prefill over its top-20 ids (max |diff|), as a ratio to llama.cpp's own batch-vs-single
     variation, and each engine's max error against the float64 reference."""
     from ggufref.generate import Engine
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
 
     g = json.loads((OUT / f"parity_{name}.json").read_text())
     e = Engine(resolve_model(None if name == "default" else name), n_ctx=g["n_ctx"], progress=False)
@@ -227,7 +227,7 @@ def main() -> int:
         for name in args.report or ("default", *REAL_MODELS):
             print(json.dumps(report(name)["summary"]))
         return 0
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
     from ggufref.testing.models import write_model
 
     OUT.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pysrc"))
 
-from ggufref.models import resolve_model  # noqa: E402
+from ggufref.model_files import resolve_model  # noqa: E402
 from ggufref.testing.vocab import (  # noqa: E402
     KINDS,
     build_vocab,

@@ -160,7 +160,7 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         cwd=cwd,
     )
-    from ggufref.models import cache_dir
+    from ggufref.model_files import cache_dir
 
     # No machine paths on the site: the cache as a reader's default, then the home directory.
     cache, home = str(cache_dir()), str(Path.home())
@@ -221,7 +221,7 @@ def capture(name: str, root: Path, model: str | None = None) -> Path:
     from ggufref.docs_gen import FIRST_RUN as FIRST_RUN_JSON
     from ggufref.docs_gen import Q4K_BLOCK, RECIPE
     from ggufref.docs_gen import TRANSCRIPTS as TRANSCRIPTS_DIR
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
 
     if name.startswith("transcript-") and name[len("transcript-") :] in {**TRANSCRIPTS, **SCRIPTS}:
         short = name[len("transcript-") :]

