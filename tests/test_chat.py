@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from ggufref import arch
 from ggufref.chat.template import (
+    FALLBACKS,
     ChatTemplate,
     begins_with_bos,
     fallback_family,
@@ -286,6 +288,35 @@ def test_for_model_falls_back_by_architecture():
     assert fallback_family("qwen3") == "chatml"
     assert fallback_family("llama", {"tokenizer.ggml.tokens": ["<|start_header_id|>"]}) == "llama3"
     assert fallback_family("llama", {"tokenizer.ggml.tokens": ["<s>", "</s>"]}) == "chatml"
+
+
+# The architecture -> family map chat kept before the family became a field of ggufref.arch.
+FAMILY_BEFORE = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "gemma3n": "gemma",
+    "qwen2": "chatml",
+    "qwen2moe": "chatml",
+    "qwen3": "chatml",
+    "qwen3moe": "chatml",
+    "mistral": "chatml",
+    "llama": "llama3",  # no tokens in the metadata: Llama 3's template
+    "phi3": "chatml",  # unknown to the table
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_BEFORE))
+def test_fallback_family_reads_the_architecture_table(name):
+    assert fallback_family(name) == FAMILY_BEFORE[name]
+    assert arch.template_family(name) == (None if name == "phi3" else FAMILY_BEFORE[name])
+
+
+def test_every_template_family_in_the_table_is_built_in():
+    families = {a.template for a in arch.ARCHITECTURES.values()}
+    families |= set(arch.TEMPLATE_ALIASES.values())
+    assert families <= set(FALLBACKS)
+    assert not set(arch.TEMPLATE_ALIASES) & set(arch.ARCHITECTURES)  # an alias never hides a row
 
 
 def test_builtin_gemma_tools_and_python_calls():

@@ -77,3 +77,21 @@ ARCHITECTURES = {
 # end::architecture[]
 
 SUPPORTED = tuple(ARCHITECTURES)
+
+# Architectures the engine does not run whose files can still be chatted with through a
+# built-in template (ggufref.chat reads the family here): name -> template family.
+TEMPLATE_ALIASES: dict[str, str] = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3n": "gemma",
+    "qwen2moe": "chatml",
+    "qwen3moe": "chatml",
+}
+
+
+def template_family(name: str) -> str | None:
+    """The built-in chat template family of architecture ``name``: its row's, else its alias's;
+    None for an architecture in neither."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name].template
+    return TEMPLATE_ALIASES.get(name)

@@ -7,7 +7,8 @@ A GGUF usually carries its chat template as Jinja source in ``tokenizer.chat_tem
 We render it exactly as Hugging Face's ``apply_chat_template`` would, inside the bounded
 sandbox of ``sandbox.py`` (templates are untrusted code).
 When the file has no template (our default Gemma 3 270M base model has none), a built-in
-fallback is chosen by architecture from ``ggufref/templates/``.
+fallback from ``ggufref/templates/`` is chosen by the architecture table's template family
+(``ggufref.arch``).
 
 The rendered prompt often starts with the BOS token *as text* (``{{ bos_token }}``);
 the tokenizer must then not add a second BOS: see ``begins_with_bos``.
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from ggufref.arch import template_family
 from ggufref.chat.sandbox import MAX_SOURCE_CHARS, RENDER_SECONDS, render_in_worker
 from ggufref.errors import TemplateError
 
@@ -40,16 +42,6 @@ FALLBACKS: dict[str, tuple[str, str, str]] = {
     "gemma": ("gemma.jinja", "<bos>", "<eos>"),
     "chatml": ("chatml.jinja", "", "<|im_end|>"),
     "llama3": ("llama3.jinja", "<|begin_of_text|>", "<|eot_id|>"),
-}
-_ARCH_FAMILY = {
-    "gemma": "gemma",
-    "gemma2": "gemma",
-    "gemma3": "gemma",
-    "gemma3n": "gemma",
-    "qwen2": "chatml",
-    "qwen2moe": "chatml",
-    "qwen3": "chatml",
-    "qwen3moe": "chatml",
 }
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -164,14 +156,18 @@ def template_names(metadata: Mapping[str, Any]) -> list[str]:
 
 
 def fallback_family(arch: str, metadata: Mapping[str, Any] | None = None) -> str:
-    """Which built-in template fits an architecture that shipped without one."""
-    if arch in _ARCH_FAMILY:
-        return _ARCH_FAMILY[arch]
-    tokens = (metadata or {}).get("tokenizer.ggml.tokens")
-    # "llama" covers Llama 2, Mistral and Llama 3 alike; only Llama 3 has header tokens.
-    if arch == "llama" and (tokens is None or "<|start_header_id|>" in list(tokens)):
-        return "llama3"
-    return "chatml"
+    """Which built-in template fits an architecture that shipped without one.
+
+    The family is the architecture table's (``ggufref.arch.template_family``); ChatML when the
+    table does not know the architecture.
+    """
+    family = template_family(arch)
+    if family == "llama3":
+        tokens = (metadata or {}).get("tokenizer.ggml.tokens")
+        # "llama" covers Llama 2, Mistral and Llama 3 alike; only Llama 3 has header tokens.
+        if tokens is not None and "<|start_header_id|>" not in list(tokens):
+            return "chatml"
+    return family or "chatml"
 
 
 def builtin_source(family: str) -> str:
