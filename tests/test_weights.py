@@ -1,4 +1,4 @@
-"""QuantTensor validation and the memory plan of the default model."""
+"""QuantTensor validation and the memory plan (of the default model and of synthetic ones)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 
+from ggufref.config import ModelConfig
 from ggufref.gguf_file import memory_plan, open_gguf
 from ggufref.model.base import Model
 from ggufref.model_files import resolve_model
-from ggufref.weights import MemoryPlan, QuantTensor, tensor_group
+from ggufref.testing.models import OMITTABLE_KEYS, TinyShape, write_model
+from ggufref.weights import MemoryPlan, QuantTensor, kv_cache_bytes, tensor_group
 
 
 def test_quant_tensor_checks_row_length_and_bytes() -> None:
@@ -51,6 +53,22 @@ def test_default_model_plan_resident_total_is_within_5_percent_of_the_file() -> 
     assert groups["embeddings"].stored_bytes == 262144 * 640 // 32 * 34  # Q8_0 token_embd
     # The plan's formula against the cache the engine actually allocates (its arrays' sizes).
     assert plan.kv_cache_bytes == Model(f, n_ctx=1024).cache.nbytes
+
+
+@pytest.mark.parametrize("absent", [(k,) for k in OMITTABLE_KEYS] + [OMITTABLE_KEYS])
+def test_memory_plan_derives_absent_keys_as_the_config_does(tmp_path, absent) -> None:
+    """A file without head_count_kv / key_length / value_length: the plan's KV cache has the
+    dimensions ModelConfig derives, and the size the engine allocates."""
+    # what the absent keys mean for n_embd 256 and 4 heads: 4 KV heads, 64 wide for K and V
+    shape = TinyShape(n_embd=256, n_head=4, n_head_kv=4, head_dim=64)
+    f = open_gguf(write_model(tmp_path / "m.gguf", "llama", shape=shape, without=absent))
+    assert not any(f.arch_key(k) in f for k in absent)
+    cfg = ModelConfig.from_gguf(f)
+    assert (cfg.n_head_kv, cfg.head_dim, cfg.head_dim_v) == (4, 64, 64)
+    plan = memory_plan(f, 32)
+    dims = (cfg.n_layer, cfg.n_head_kv, cfg.head_dim, cfg.head_dim_v, 32)
+    assert plan.kv_cache_bytes == kv_cache_bytes(*dims)
+    assert plan.kv_cache_bytes == Model(f, n_ctx=32).cache.nbytes
 
 
 def test_engine_refuses_a_cache_one_byte_larger_than_available(

@@ -57,6 +57,17 @@ def check_hyperparameter_types(f: GGUFFile) -> None:
             )
 
 
+def attention_dims(f: GGUFFile, n_head: int, n_embd: int) -> tuple[int, int, int]:
+    """(n_head_kv, head_dim, head_dim_v) from the optional attention keys, or what their absence
+    means (arch.DEFAULTS): no grouped-query attention, the residual width split evenly over the
+    heads, values as wide as keys. The one derivation: ModelConfig and gguf_file.memory_plan
+    both call it."""
+    head_dim = f.get_int(f.arch_key("attention.key_length"), n_embd // max(n_head, 1))
+    n_head_kv = f.get_int(f.arch_key("attention.head_count_kv"), n_head)
+    head_dim_v = f.get_int(f.arch_key("attention.value_length"), head_dim)
+    return n_head_kv, head_dim, head_dim_v
+
+
 # tag::model_config[]
 @dataclass(frozen=True)
 class ModelConfig:
@@ -97,8 +108,7 @@ class ModelConfig:
         n_embd = f.get_int(f.arch_key("embedding_length"))
         n_head = f.get_int(f.arch_key("attention.head_count"))
         n_layer = f.get_int(f.arch_key("block_count"))
-        head_dim = f.get_int(f.arch_key("attention.key_length"), n_embd // max(n_head, 1))
-        n_head_kv = f.get_int(f.arch_key("attention.head_count_kv"), n_head)
+        n_head_kv, head_dim, head_dim_v = attention_dims(f, n_head, n_embd)
         check_hyperparameters(
             str(f.path),
             n_head,
@@ -137,7 +147,7 @@ class ModelConfig:
             n_head=n_head,
             n_head_kv=n_head_kv,
             head_dim=head_dim,
-            head_dim_v=f.get_int(f.arch_key("attention.value_length"), head_dim),
+            head_dim_v=head_dim_v,
             n_ff=f.get_int(f.arch_key("feed_forward_length")),
             rms_eps=f.get_float(f.arch_key("attention.layer_norm_rms_epsilon")),
             rope_base=f.get_float(f.arch_key("rope.freq_base"), DEFAULTS["rope.freq_base"]),

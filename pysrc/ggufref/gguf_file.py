@@ -597,18 +597,22 @@ def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:
 
 
 def memory_plan(f: GGUFFile, n_ctx: int = 1024) -> Any:
-    """The MemoryPlan of a model file for a context of n_ctx positions."""
+    """The MemoryPlan of a model file for a context of n_ctx positions.
+
+    The KV-cache dimensions are derived as ModelConfig derives them (config.attention_dims);
+    the required keys are read leniently, since ``inspect`` plans files the engine refuses."""
+    from ggufref.config import attention_dims
     from ggufref.weights import MemoryPlan
 
     tensors = {t.name: (t.nbytes, int(np.prod(t.shape))) for t in f.tensors.values()}
     n_head = int(f.arch_get("attention.head_count", 1) or 1)
     n_embd = int(f.arch_get("embedding_length", 0) or 0)
-    head_dim = int(f.arch_get("attention.key_length", n_embd // n_head) or 0)
+    n_head_kv, head_dim, head_dim_v = attention_dims(f, n_head, n_embd)
     return MemoryPlan.build(
         tensors,
         n_layer=int(f.arch_get("block_count", 0) or 0),
-        n_head_kv=int(f.arch_get("attention.head_count_kv", n_head) or n_head),
+        n_head_kv=n_head_kv,
         head_dim=head_dim,
-        head_dim_v=int(f.arch_get("attention.value_length", head_dim) or head_dim),
+        head_dim_v=head_dim_v,
         n_ctx=n_ctx,
     )

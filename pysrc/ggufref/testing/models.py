@@ -73,6 +73,8 @@ MIXES: dict[str, dict[str, T]] = {
     ),
 }
 VOCAB_KIND = {name: a.test_vocab for name, a in ARCHITECTURES.items()}  # from ggufref.arch
+# Optional attention keys write_model can leave out (arch.DEFAULTS: derived when absent).
+OMITTABLE_KEYS = ("attention.head_count_kv", "attention.key_length", "attention.value_length")
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ def _write_metadata(
     s: TinyShape,
     file_type: int = gguf.LlamaFileType.MOSTLY_Q4_K_M,
     name: str | None = None,
+    without: tuple[str, ...] = (),
 ) -> None:
     w.add_name(name or f"ggufref tiny {arch}")
     w.add_context_length(s.n_ctx)
@@ -188,11 +191,14 @@ def _write_metadata(
     w.add_block_count(s.n_layer)
     w.add_feed_forward_length(s.n_ff)
     w.add_head_count(s.n_head)
-    w.add_head_count_kv(s.n_head_kv)
+    if "attention.head_count_kv" not in without:
+        w.add_head_count_kv(s.n_head_kv)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(1_000_000.0 if arch in ("qwen3", "gemma3") else 10_000.0)
-    w.add_key_length(s.head_dim)
-    w.add_value_length(s.head_dim)
+    if "attention.key_length" not in without:
+        w.add_key_length(s.head_dim)
+    if "attention.value_length" not in without:
+        w.add_value_length(s.head_dim)
     w.add_rope_dimension_count(s.head_dim)
     if s.sliding_window:
         w.add_sliding_window(s.sliding_window)
@@ -206,14 +212,20 @@ def write_model(
     seed: int = 0,
     mix: dict[str, T] | None = None,
     shape: TinyShape | None = None,
+    without: tuple[str, ...] = (),
 ) -> Path:
-    """Write a tiny `arch` model (llama, mistral, qwen2, qwen3, gemma3) to `path`."""
+    """Write a tiny `arch` model (llama, mistral, qwen2, qwen3, gemma3) to `path`.
+
+    ``without``: optional keys (``OMITTABLE_KEYS``) to leave out, so the reader's defaults apply;
+    the shape must then be what their absence means."""
+    if unknown := set(without) - set(OMITTABLE_KEYS):
+        raise ValueError(f"cannot leave out {sorted(unknown)}; only {OMITTABLE_KEYS}")
     path = Path(path)
     s = shape or default_shape(arch)
     mix = {**MIXES["llama" if arch == "mistral" else arch], **(mix or {})}
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
-    _write_metadata(w, arch, s)
+    _write_metadata(w, arch, s, without=without)
     n_vocab = add_vocab(w, VOCAB_KIND[arch])
     for name, role, rows, cols in _matrix_specs(arch, s, n_vocab):
         std = 1.0 if role == "token_embd" else 1.0 / np.sqrt(cols)
