@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 
+from ggufref import formats
 from ggufref.errors import GGUFError
 from ggufref.gguf_file import open_gguf
 from ggufref.model_files import resolve_model
@@ -171,6 +172,17 @@ def test_row_length_not_a_multiple_of_the_block_size(tiny: Path) -> None:
     ne0_at = t.field.offset + 8 + len(bytes(t.field.parts[1])) + 4
     with pytest.raises(GGUFError, match="row length .* a multiple of 32"):
         open_gguf(_patch(tiny, ne0_at, struct.pack("<Q", 33)))
+
+
+def test_activation_only_format_is_refused_as_a_weight(tmp_path: Path) -> None:
+    """Q8_K has a layout (activations use it) but is not in formats.WEIGHT_TYPES: a weight
+    stored in it is refused by the loader, naming the tensor, not by the kernels."""
+    with np.errstate(all="ignore"):  # random Q8_K blocks (fp32 d) overflow while being scaled
+        path = write_model(tmp_path / "q8k.gguf", "llama", mix={"ffn_up": T.Q8_K})
+    f = open_gguf(path)
+    with pytest.raises(GGUFError, match=r"'blk.0.ffn_up.weight': type: found Q8_K, expected one"):
+        f.quant_tensor("blk.0.ffn_up.weight")
+    assert f.quant_tensor("blk.0.ffn_down.weight").qtype in formats.WEIGHT_TYPES
 
 
 def test_missing_architecture_key_is_named(tmp_path: Path) -> None:

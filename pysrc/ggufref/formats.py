@@ -163,6 +163,8 @@ LAYOUTS: dict[T, BlockLayout] = {
 }
 # end::layout[]
 
+# The formats a weight may be stored in (the loader checks): Q8_K only quantizes activations
+# for the K-quant dot products; ggml never writes it to a file and no kernel reads it as a weight.
 WEIGHT_TYPES = tuple(t for t in LAYOUTS if t != T.Q8_K)
 
 

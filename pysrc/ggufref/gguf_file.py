@@ -510,8 +510,8 @@ class GGUFFile:
         t = self.tensor(name)
         if len(t.shape) != 2:
             raise GGUFError(self.path, f"tensor {name!r}: shape", t.shape, "2 dimensions")
-        if t.qtype not in formats.LAYOUTS:
-            names = ", ".join(lay.name for lay in formats.LAYOUTS.values())
+        if t.qtype not in formats.WEIGHT_TYPES:
+            names = ", ".join(qtype.name for qtype in formats.WEIGHT_TYPES)
             raise GGUFError(self.path, f"tensor {name!r}: type", t.qtype.name, f"one of {names}")
         rows, cols = t.shape
         return QuantTensor(t.qtype, (rows, cols), t.raw.reshape(rows, -1), name)
