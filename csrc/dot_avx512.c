@@ -144,79 +144,34 @@ static inline __m512i nibbles_64(const uint8_t *qs) {
     return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
 }
 
-// mins_dot_bsums for 8 tokens at once (lane t: token t's block xb[t]): the same integers.
-static inline __m256i mins_dot_bsums8(const uint8_t mn[8], const block_q8_K *const xb[8]) {
-    // mn as 16-bit pairs (mn0, mn0, mn1, mn1, ...): madd then gives mn_i (bsum_2i + bsum_2i+1)
-    const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
-    const __m256i mn2 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-    __m256i v[8];
-    for (int t = 0; t < 8; t++)
-        v[t] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb[t]->bsums), mn2);
-    // sum each v[t]'s 8 lanes, 8 tokens at a time (integers: any order gives the same sums)
-    const __m256i a0 = _mm256_hadd_epi32(v[0], v[1]), a1 = _mm256_hadd_epi32(v[2], v[3]);
-    const __m256i a2 = _mm256_hadd_epi32(v[4], v[5]), a3 = _mm256_hadd_epi32(v[6], v[7]);
-    const __m256i b0 = _mm256_hadd_epi32(a0, a1), b1 = _mm256_hadd_epi32(a2, a3);
-    // b0: (t0 t1 t2 t3 | t0 t1 t2 t3) halves of the sums, b1 the same for t4..t7
-    const __m256i lo = _mm256_permute2x128_si256(b0, b1, 0x20);
-    const __m256i hi = _mm256_permute2x128_si256(b0, b1, 0x31);
-    return _mm256_add_epi32(lo, hi);
-}
-
 // tag::dot_q4_K_avx512[]
-static inline __attribute__((always_inline)) void
-q4_K_rows(int n, const block_q4_K *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
-    __m512 acc[GGR_NT];
-    float extra[GGR_NT];
-    __m256 extra8 = _mm256_setzero_ps();
-    for (int t = 0; t < nt; t++) {
-        acc[t] = _mm512_setzero_ps();
-        extra[t] = 0.0f;
-    }
+// Q4_K, one row, one token, rounded where llama.cpp rounds: llama.cpp repacks Q4_K rows eight at
+// a time and its one-token kernel (ggml_gemv_q4_K_8x8_q8_K) adds, per super-block, the exact
+// integer sums isum = sum_s sc_s (q . x)_s and imin = sum_s mn_s bsum_s into two float chains:
+//   acc = fma(float(isum), d_w * d_x, acc),  accm = fma(float(imin), dmin_w * d_x, accm)
+// and returns acc - accm. Same integers here, in 512-bit registers; same float operations.
+float ggr_dot_q4_K_avx512(int n, const void *w, const void *x) {
+    const block_q4_K *wb = w;
+    const block_q8_K *xb = x;
+    float acc = 0.0f, accm = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         uint8_t sc[8], mn[8];
         unpack_k4(wb[b].scales, sc, mn);
         // the 8 scales as 16-bit lanes, repeated; permutexvar spreads two of them per chunk
         const __m512i scz =
             _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-        __m512i q[4], scv[4];
+        __m512i isum = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) { // 64 elements = sub-blocks 2c and 2c + 1
-            q[c] = nibbles_64(wb[b].qs + 32 * c);
-            scv[c] = _mm512_permutexvar_epi16(pick2(2 * c, 2 * c + 1), scz);
+            const __m512i p = _mm512_maddubs_epi16(nibbles_64(wb[b].qs + 32 * c),
+                                                   _mm512_loadu_si512(xb[b].qs + 64 * c));
+            isum = _mm512_dpwssd_epi32(isum, p,
+                                       _mm512_permutexvar_epi16(pick2(2 * c, 2 * c + 1), scz));
         }
-        const float dw = h2f(wb[b].d), dmin = h2f(wb[b].dmin);
-        if (nt == 8) { // the mins term of 8 tokens in one register, lane t as below
-            const block_q8_K *xb[8];
-            for (int t = 0; t < 8; t++) xb[t] = (const block_q8_K *)(x + t * xs) + b;
-            const __m256 dx = _mm256_setr_ps(xb[0]->d, xb[1]->d, xb[2]->d, xb[3]->d, xb[4]->d,
-                                             xb[5]->d, xb[6]->d, xb[7]->d);
-            const __m256 m = _mm256_cvtepi32_ps(mins_dot_bsums8(mn, xb));
-            const __m256 dxm = _mm256_mul_ps(dx, _mm256_set1_ps(dmin));
-            extra8 = _mm256_sub_ps(extra8, _mm256_mul_ps(dxm, m));
-        }
-        for (int t = 0; t < nt; t++) {
-            const block_q8_K *xb = (const block_q8_K *)(x + t * xs) + b;
-            if (nt != 8) extra[t] -= xb->d * dmin * (float)mins_dot_bsums(mn, xb->bsums);
-            __m512i isum = _mm512_setzero_si512();
-            for (int c = 0; c < 4; c++) {
-                __m512i p =
-                    _mm512_maddubs_epi16(q[c], _mm512_loadu_si512(xb->qs + 64 * c)); // 32 x int16
-                isum = _mm512_dpwssd_epi32(isum, p, scv[c]);
-            }
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(xb->d * dw), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
+        const float dx = xb[b].d;
+        acc = fmaf((float)_mm512_reduce_add_epi32(isum), h2f(wb[b].d) * dx, acc);
+        accm = fmaf((float)mins_dot_bsums(mn, xb[b].bsums), h2f(wb[b].dmin) * dx, accm);
     }
-    if (nt == 8) _mm256_storeu_ps(extra, extra8);
-    for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]) + extra[t];
-}
-
-float ggr_dot_q4_K_avx512(int n, const void *w, const void *x) {
-    float out;
-    q4_K_rows(n, w, x, 0, 1, &out);
-    return out;
-}
-
-void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
-    q4_K_rows(n, w, x, xs, GGR_NT, out);
+    return acc - accm;
 }
 // end::dot_q4_K_avx512[]
 

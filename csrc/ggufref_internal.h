@@ -119,6 +119,18 @@ struct ggr_panel8;
 typedef void (*ggr_panel_fn)(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                              const struct ggr_panel8 *p, float *out);
 
+// Prefill by tiles (prefill_avx512.c): n_rows (<= GGR_GEMM_ROWS) weight rows times n_tokens (a
+// multiple of GGR_GEMM_TOKENS) activation rows xs bytes apart -> y[t * y_stride + r]. The tile is
+// rearranged into scratch (gemm_scratch(nb) bytes, 64-byte aligned) first. Used where llama.cpp
+// repacks a format: results are its repacked kernels' (4-token groups), the level's one-row kernel
+// giving the tokens that do not fill a group.
+#define GGR_GEMM_ROWS 16
+#define GGR_GEMM_TOKENS 4
+typedef void (*ggr_gemm_fn)(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                            const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
+                            int64_t y_stride, void *scratch);
+typedef size_t (*ggr_gemm_scratch_fn)(int nb);
+
 typedef struct {
     int qtype;                     // enum ggr_type
     const char *name;              // "Q4_K"
@@ -129,6 +141,8 @@ typedef struct {
     ggr_dotn_fn dotn[ISA_COUNT];   // per level; NULL = none (the row kernel is called per token)
     ggr_panel_fn panel[ISA_COUNT]; // per level; NULL = none (prefill goes through dotn / dot)
     int panel_offset;              // panel: weight quants + offset are unsigned (Q5_0: 16)
+    ggr_gemm_fn gemm[ISA_COUNT];   // per level; NULL = none
+    ggr_gemm_scratch_fn gemm_scratch;
 } ggr_format;
 
 const ggr_format *ggr_format_of(int qtype); // NULL if unsupported
@@ -173,7 +187,6 @@ float ggr_dot_q5_K_avx512(int n, const void *w, const void *x);
 float ggr_dot_q6_K_avx512(int n, const void *w, const void *x);
 void ggr_dotn_q5_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 void ggr_dotn_q8_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
-void ggr_dotn_q4_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 
 // Prefill panels (prefill_avx512.c): 8 tokens' Q8_0 activations per block, side by side.
@@ -184,6 +197,11 @@ typedef struct ggr_panel8 {
 } ggr_panel8;
 void ggr_pack_panel8(int nb, const block_q8_0x *const x[8], int offset, ggr_panel8 *p);
 // n_rows Q5_0 rows (row_bytes apart) times one panel (nb blocks): out (n_rows, 8).
+// Q4_K prefill in llama.cpp's repacked order (see ggr_gemm_fn).
+void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                          const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
+                          int64_t y_stride, void *scratch);
+size_t ggr_gemm_scratch_q4_K(int nb);
 void ggr_panel_q5_0_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                            const ggr_panel8 *p, float *out);
 

@@ -10,29 +10,34 @@
 
 // tag::format_table[]
 // A row: type, name, block size and bytes, activation type, then per instruction-set level
-// (scalar, AVX2, AVX-512) the one-row dot kernel, the 8-token kernel, the 8-token prefill panel.
+// (scalar, AVX2, AVX-512) the one-row dot kernel, the 8-token kernel, the 8-token prefill panel,
+// the prefill tile kernel (see ggufref_internal.h for each).
+#define DOT2(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, NULL}
+#define DOT3(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}
 #define NO_N {NULL, NULL, NULL}
+#define N512(f) {NULL, NULL, ggr_dotn_##f##_avx512}
 #define NO_PANEL {NULL, NULL, NULL}, 0
-#define DOTS(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, NULL}, NO_N, NO_PANEL
-#define DOTS512(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}, NO_N, NO_PANEL
-#define DOTS512N(f)                                                                                \
-    {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512},                              \
-        {NULL, NULL, ggr_dotn_##f##_avx512}
 #define PANEL512(f, offset) {NULL, NULL, ggr_panel_##f##_avx512}, offset
+#define NO_GEMM {NULL, NULL, NULL}, NULL
+#define GEMM512(f) {NULL, NULL, ggr_gemm_##f##_avx512}, ggr_gemm_scratch_##f
 static const ggr_format FORMATS[] = {
-    {GGR_F32, "F32", 1, 4, ACT_F32, DOTS(f32)},
-    {GGR_F16, "F16", 1, 2, ACT_F16R, DOTS(f16)},
-    {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOTS(bf16)},
-    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOTS512(q4_0)},
-    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOTS(q4_1)},
-    {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOTS512N(q5_0), PANEL512(q5_0, 16)},
-    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOTS(q5_1)},
-    {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOTS512N(q8_0), NO_PANEL},
-    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOTS(q2_K)},
-    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOTS(q3_K)},
-    {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOTS512N(q4_K), NO_PANEL},
-    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOTS512(q5_K)},
-    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOTS512N(q6_K), NO_PANEL},
+    {GGR_F32, "F32", 1, 4, ACT_F32, DOT2(f32), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_F16, "F16", 1, 2, ACT_F16R, DOT2(f16), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOT2(bf16), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOT3(q4_0), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOT2(q4_1), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOT3(q5_0), N512(q5_0),
+     PANEL512(q5_0, 16), NO_GEMM},
+    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOT2(q5_1), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOT3(q8_0), N512(q8_0), NO_PANEL,
+     NO_GEMM},
+    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOT2(q2_K), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOT2(q3_K), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOT3(q4_K), NO_N, NO_PANEL,
+     GEMM512(q4_K)},
+    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), N512(q6_K), NO_PANEL,
+     NO_GEMM},
 };
 // end::format_table[]
 
@@ -78,6 +83,13 @@ static ggr_dotn_fn pick_dotn(const ggr_format *f, int isa) {
 static ggr_panel_fn pick_panel(const ggr_format *f, int isa) {
     for (int level = isa; level >= 0; level--)
         if (f->dot[level]) return f->act == ACT_Q8_0X ? f->panel[level] : NULL;
+    return NULL;
+}
+
+// The prefill tile kernel of the level pick_dot chose, if that level has one.
+static ggr_gemm_fn pick_gemm(const ggr_format *f, int isa) {
+    for (int level = isa; level >= 0; level--)
+        if (f->dot[level]) return f->gemm[level];
     return NULL;
 }
 
@@ -268,6 +280,54 @@ static int linear_panels(const ggr_format *f, ggr_panel_fn panel, const uint8_t 
     return GGR_OK;
 }
 
+// ---------------------------------------------------------------- prefill tiles (FORMATS.gemm)
+// One task = GGR_GEMM_ROWS rows times every token: the gemm kernel rearranges the rows once
+// into this thread's scratch buffer and runs the tokens that fill GGR_GEMM_TOKENS-groups past
+// them; the last n_tokens % GGR_GEMM_TOKENS tokens take the one-row kernel (as llama.cpp's
+// repacked path does: gemm for the groups, gemv for the rest).
+typedef struct {
+    ggr_gemm_fn gemm;
+    ggr_dot_fn dot;
+    size_t scratch_bytes;
+    const uint8_t *w;
+    int nb; // blocks per row
+    int64_t rows, cols, row_bytes;
+    const uint8_t *xq;
+    int64_t xq_row_bytes, n_tokens;
+    float *y;
+    int failed; // set if a thread's scratch buffer cannot be allocated
+} gemm_job;
+
+static _Thread_local void *tl_scratch; // grows to the largest tile seen; kept for the thread's life
+static _Thread_local size_t tl_scratch_bytes;
+
+static void *thread_scratch(size_t bytes) {
+    if (bytes > tl_scratch_bytes) {
+        free(tl_scratch);
+        tl_scratch = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        tl_scratch_bytes = tl_scratch ? bytes : 0;
+    }
+    return tl_scratch;
+}
+
+static void gemm_tile(void *ctx, int64_t task) {
+    gemm_job *j = ctx;
+    const int64_t r0 = task * GGR_GEMM_ROWS;
+    const int n = (int)(j->rows - r0 < GGR_GEMM_ROWS ? j->rows - r0 : GGR_GEMM_ROWS);
+    const int64_t groups = j->n_tokens / GGR_GEMM_TOKENS * GGR_GEMM_TOKENS;
+    void *scratch = thread_scratch(j->scratch_bytes);
+    if (!scratch) {
+        j->failed = 1;
+        return;
+    }
+    j->gemm(j->nb, j->w + r0 * j->row_bytes, j->row_bytes, n, j->xq,
+            j->xq_row_bytes, groups, j->y + r0, j->rows, scratch);
+    for (int64_t t = groups; t < j->n_tokens; t++)
+        for (int64_t r = r0; r < r0 + n; r++)
+            j->y[t * j->rows + r] =
+                j->dot((int)j->cols, j->w + r * j->row_bytes, j->xq + t * j->xq_row_bytes);
+}
+
 // Decode (1 token) wants enough row tiles to balance the threads; prefill wants a weight tile
 // small enough to stay in cache while its token block passes over it.
 static void pick_tiles(dot_job *j, int threads) {
@@ -308,6 +368,15 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
     }
 
     // 2. dot products, tiled over rows and tokens
+    const ggr_gemm_fn gemm = pick_gemm(f, isa);
+    if (gemm && n_tokens >= GGR_GEMM_TOKENS) {
+        const int nb = (int)(cols / f->block_elems);
+        gemm_job gj = {gemm, pick_dot(f, isa), f->gemm_scratch(nb), w, nb, rows, cols,
+                       nb * (int64_t)f->block_bytes, xq, xq_row_bytes, n_tokens, y, 0};
+        ggr_pool_run(gemm_tile, &gj, (rows + GGR_GEMM_ROWS - 1) / GGR_GEMM_ROWS);
+        free(xq);
+        return gj.failed ? GGR_ERR_NOMEM : GGR_OK;
+    }
     const ggr_panel_fn panel = pick_panel(f, isa);
     if (panel && n_tokens >= 8 &&
         linear_panels(f, panel, w, rows, cols, xq, n_tokens, y, threads) == GGR_OK) {

@@ -25,6 +25,7 @@
 #include <immintrin.h>
 
 #include "ggufref_internal.h"
+#include "kquant_simd.h"
 
 // tag::panel8[]
 // Activations of up to 8 tokens (missing tokens are zeros) for nb blocks: x[t] is token t's row
@@ -117,6 +118,163 @@ void ggr_panel_q5_0_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_ro
     for (; r < n_rows; r++) q5_0_panel_rows(nb, w + r * row_bytes, row_bytes, p, 1, out + r * 8);
 }
 // end::q5_0_panel[]
+
+// ---------------------------------------------------------------- Q4_K prefill (FORMATS.gemm)
+// tag::q4_K_gemm[]
+// Q4_K prefill, as llama.cpp computes it. llama.cpp repacks Q4_K rows eight at a time at load
+// and multiplies 4 tokens at a time (ggml_gemm_q4_K_8x8_q8_K); per 64 elements (sub-blocks 2p
+// and 2p + 1) it adds the exact integers isum = sc_2p (q . x)_2p + sc_2p+1 (q . x)_2p+1 and
+// imin = mn_2p bsum_2p + mn_2p+1 bsum_2p+1 into two float chains per (row, token):
+//   acc = fma(float(isum), d_w * d_x, acc),  accm = fma(float(imin), dmin_w * d_x, accm)
+// and returns acc - accm. The weights stay in the file: a tile of up to 16 rows is rearranged
+// into a scratch buffer (q4k_tile_block, ~5 KB per block) by the task that multiplies it, and
+// every 4-token group of the call then meets it. In the tile, a 512-bit register holds 4
+// consecutive quants of 16 rows, so vpdpbusd against one token's 4 activations (broadcast)
+// gives 16 rows' partial dot products at once, and no horizontal sums are needed.
+typedef struct {
+    uint8_t q[8][8][64]; // [sub-block][group of 4 quants][row * 4 + k]: unsigned 0..15
+    int32_t sc[8][16];   // sub-block scales, per row
+    int32_t mn[4][16];   // mins of sub-blocks 2p (low 16 bits) and 2p + 1 (high 16 bits), per row
+    float d[16], dmin[16];
+} q4k_tile_block;
+
+// 8 registers of two 8 x 8 dword matrices (rows i and i + 8 of a tile in the two 256-bit
+// halves) -> transposed: register g holds dword g of rows 0..15.
+static inline void transpose8x8x2(__m512i a[8]) {
+    __m512i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    // u[j] (rows 0-3) and u[j + 4] (rows 4-7): 128-bit lanes (col j, col j + 4) per half
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int j = 0; j < 4; j++) {
+        a[j] = _mm512_permutex2var_epi64(u[j], lo, u[j + 4]);
+        a[j + 4] = _mm512_permutex2var_epi64(u[j], hi, u[j + 4]);
+    }
+}
+
+size_t ggr_gemm_scratch_q4_K(int nb) { return (size_t)nb * sizeof(q4k_tile_block); }
+
+static void q4k_pack_tile(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                          q4k_tile_block *tile) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        q4k_tile_block *tb = tile + b;
+        for (int r = 0; r < 16; r++) {
+            uint8_t sc[8] = {0}, mn[8] = {0};
+            float d = 0.0f, dmin = 0.0f;
+            if (r < n_rows) {
+                const block_q4_K *wb = (const block_q4_K *)(w + r * row_bytes) + b;
+                unpack_k4(wb->scales, sc, mn);
+                d = _cvtsh_ss(wb->d);
+                dmin = _cvtsh_ss(wb->dmin);
+            }
+            tb->d[r] = d;
+            tb->dmin[r] = dmin;
+            for (int s = 0; s < 8; s++) tb->sc[s][r] = sc[s];
+            for (int p = 0; p < 4; p++) tb->mn[p][r] = mn[2 * p] | (int32_t)mn[2 * p + 1] << 16;
+        }
+        for (int c = 0; c < 4; c++) { // 32 bytes of each row = sub-blocks 2c (low nibbles), 2c + 1
+            __m512i lo[8], hi[8];
+            for (int i = 0; i < 8; i++) {
+                __m256i r0 = _mm256_setzero_si256(), r1 = _mm256_setzero_si256();
+                if (i < n_rows)
+                    r0 = _mm256_loadu_si256(
+                        (const __m256i *)(((const block_q4_K *)(w + i * row_bytes) + b)->qs + 32 * c));
+                if (i + 8 < n_rows)
+                    r1 = _mm256_loadu_si256(
+                        (const __m256i *)(((const block_q4_K *)(w + (i + 8) * row_bytes) + b)->qs +
+                                          32 * c));
+                const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+                lo[i] = _mm512_and_si512(z, m4);
+                hi[i] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            }
+            transpose8x8x2(lo);
+            transpose8x8x2(hi);
+            for (int g = 0; g < 8; g++) {
+                _mm512_storeu_si512(tb->q[2 * c][g], lo[g]);
+                _mm512_storeu_si512(tb->q[2 * c + 1][g], hi[g]);
+            }
+        }
+    }
+}
+
+static inline int32_t load_i32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+// 16 rows of a packed tile times 4 tokens (x[k]: token k's Q8_K row): out[k][r].
+static void q4k_gemm4(int nb, const q4k_tile_block *tile, const block_q8_K *const x[4],
+                      float out[4][16]) {
+    __m512 acc[4], accm[4];
+    for (int k = 0; k < 4; k++) acc[k] = accm[k] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const q4k_tile_block *tb = tile + b;
+        const __m512 dw = _mm512_loadu_ps(tb->d), dm = _mm512_loadu_ps(tb->dmin);
+        __m512 dwdx[4], dmdx[4];
+        for (int k = 0; k < 4; k++) {
+            const __m512 dx = _mm512_set1_ps(x[k][b].d);
+            dwdx[k] = _mm512_mul_ps(dw, dx);
+            dmdx[k] = _mm512_mul_ps(dm, dx);
+        }
+        for (int p = 0; p < 4; p++) { // sub-blocks 2p and 2p + 1: elements 64p .. 64p + 63
+            __m512i ia[4], ib[4];
+            for (int k = 0; k < 4; k++) ia[k] = ib[k] = _mm512_setzero_si512();
+            for (int g = 0; g < 8; g++) {
+                const __m512i wa = _mm512_loadu_si512(tb->q[2 * p][g]);
+                const __m512i wbq = _mm512_loadu_si512(tb->q[2 * p + 1][g]);
+                for (int k = 0; k < 4; k++) {
+                    const int8_t *xq = x[k][b].qs + 64 * p + 4 * g;
+                    ia[k] = _mm512_dpbusd_epi32(ia[k], wa, _mm512_set1_epi32(load_i32(xq)));
+                    ib[k] = _mm512_dpbusd_epi32(ib[k], wbq, _mm512_set1_epi32(load_i32(xq + 32)));
+                }
+            }
+            const __m512i sca = _mm512_loadu_si512(tb->sc[2 * p]);
+            const __m512i scb = _mm512_loadu_si512(tb->sc[2 * p + 1]);
+            const __m512i mnv = _mm512_loadu_si512(tb->mn[p]);
+            for (int k = 0; k < 4; k++) {
+                const int16_t *bs = x[k][b].bsums + 4 * p;
+                const uint32_t pair = (uint16_t)(bs[0] + bs[1]) | (uint32_t)(uint16_t)(bs[2] + bs[3])
+                                                                      << 16;
+                const __m512i isum =
+                    _mm512_add_epi32(_mm512_mullo_epi32(ia[k], sca), _mm512_mullo_epi32(ib[k], scb));
+                const __m512i imin = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnv,
+                                                         _mm512_set1_epi32((int32_t)pair));
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dwdx[k], acc[k]);
+                accm[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), dmdx[k], accm[k]);
+            }
+        }
+    }
+    for (int k = 0; k < 4; k++) _mm512_storeu_ps(out[k], _mm512_sub_ps(acc[k], accm[k]));
+}
+
+// n_rows (<= 16) Q4_K rows times n_tokens (a multiple of 4) tokens' Q8_K rows (xs bytes apart):
+// y[t * y_stride + r]. scratch: ggr_gemm_scratch_q4_K(nb) bytes, 64-byte aligned.
+void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                          const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
+                          int64_t y_stride, void *scratch) {
+    q4k_tile_block *tile = scratch;
+    q4k_pack_tile(nb, w, row_bytes, n_rows, tile);
+    float out[4][16];
+    for (int64_t t = 0; t + 4 <= n_tokens; t += 4) {
+        const block_q8_K *xt[4];
+        for (int k = 0; k < 4; k++) xt[k] = (const block_q8_K *)(x + (t + k) * xs);
+        q4k_gemm4(nb, tile, xt, out);
+        for (int k = 0; k < 4; k++)
+            for (int r = 0; r < n_rows; r++) y[(t + k) * y_stride + r] = out[k][r];
+    }
+}
+// end::q4_K_gemm[]
 
 #if defined(__clang__)
 #pragma clang attribute pop

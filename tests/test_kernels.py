@@ -133,12 +133,20 @@ def test_simd_matches_scalar(qtype: T) -> None:
         assert (diff <= tol).all(), f"{qtype.name} {isa}: max diff {diff.max():.3g}"
 
 
+# Q4_K at AVX-512 is left out of the two batch-invariance tests below: it follows llama.cpp,
+# whose repacked Q4_K kernels round 4-token groups differently from a lone token
+# (test_q4_K_adds_in_llama_cpp_repacked_order checks both orders exactly).
+def batch_invariant(qtype: T, isa: str) -> bool:
+    return not (qtype == T.Q4_K and isa == "avx512")
+
+
 @pytest.mark.parametrize("n_tokens", [8, 9, 16, 37])
 @pytest.mark.parametrize("qtype", [T.Q5_0, T.Q8_0, T.Q4_K, T.Q6_K], ids=lambda t: t.name)
 def test_prefill_tiles_match_tokens_one_by_one(qtype: T, n_tokens: int) -> None:
-    """Prefill kernels (8 tokens per weight decode; Q5_0 through 8-token panels on AVX-512) at
-    token counts around the tile size, rows not a multiple of the row tile, both threads busy:
-    each token's output is bit for bit what the token gives alone."""
+    """Prefill kernels (8 tokens per weight decode; Q5_0 through 8-token panels on AVX-512, Q4_K
+    through 16-row tiles) at token counts around the tile size, rows not a multiple of the row
+    tile, both threads busy: each token's output is bit for bit what the token gives alone
+    (Q4_K at AVX-512: what llama.cpp's order gives)."""
     rng = np.random.default_rng(300 + int(qtype) + n_tokens)
     cols = 512 if qtype in K_TYPES else 160
     w = random_weight(qtype, 70, cols, rng)
@@ -146,8 +154,11 @@ def test_prefill_tiles_match_tokens_one_by_one(qtype: T, n_tokens: int) -> None:
         np.float32
     )
     batch = kernels.linear(x, w)
-    one_by_one = np.stack([kernels.linear(row, w) for row in x])
-    np.testing.assert_array_equal(batch, one_by_one, err_msg=qtype.name)
+    if batch_invariant(qtype, kernels.current_isa()):
+        expected = np.stack([kernels.linear(row, w) for row in x])
+    else:
+        expected = ggml_q4_K_repacked(w, x)
+    np.testing.assert_array_equal(batch, expected, err_msg=qtype.name)
     y_ref = dequantized(w)
     assert np.allclose(batch, x @ y_ref.T, rtol=0.05, atol=0.05 * np.abs(x).sum(1).max())
 
@@ -160,7 +171,7 @@ def test_tokens_in_a_batch_match_tokens_one_by_one(qtype: T) -> None:
     cols = 512 if qtype in K_TYPES else 96
     w = random_weight(qtype, 21, cols, rng)
     x = rng.standard_normal((11, cols)).astype(np.float32)
-    for isa in ISAS:
+    for isa in filter(lambda isa: batch_invariant(qtype, isa), ISAS):
         batch = kernels.linear(x, w, isa=isa)
         one_by_one = np.stack([kernels.linear(row, w, isa=isa) for row in x])
         np.testing.assert_array_equal(batch, one_by_one, err_msg=f"{qtype.name} {isa}")
@@ -322,6 +333,81 @@ def q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     amax = np.abs(xb).max(axis=-1)
     q = np.rint(xb * (np.float32(127) / amax)[..., None])
     return (amax / np.float32(127)).astype(np.float16).astype(np.float32), q
+
+
+def q8_K_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's Q8_K activation blocks: D (T, nb) float32, q (T, nb, 256) (the rule of
+    test_q8_K_activations_are_ggml_q8_K)."""
+    xb = x.reshape(x.shape[0], -1, 256)
+    mx = np.take_along_axis(xb, np.abs(xb).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+    iscale = np.float32(-127) / mx
+    q = np.minimum(127, np.rint(iscale[..., None] * xb))
+    return np.float32(1) / iscale, q
+
+
+def q4_K_parts(w: QuantTensor) -> tuple[np.ndarray, ...]:
+    """Q4_K bytes read by the block layout (d, dmin, 12 scale bytes, 128 nibble bytes), not by
+    any decoder of ours: d, dmin (rows, nb) float32, sc, mn (rows, nb, 8), q (rows, nb, 256)."""
+    blk = w.data.reshape(w.shape[0], -1, 144)
+    d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    dmin = blk[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    s12 = blk[..., 4:16].astype(np.int64)
+    sc = np.concatenate([s12[..., 0:4] & 63, (s12[..., 8:12] & 15) | (s12[..., 0:4] >> 6) << 4], -1)
+    mn = np.concatenate([s12[..., 4:8] & 63, (s12[..., 8:12] >> 4) | (s12[..., 4:8] >> 6) << 4], -1)
+    qs = blk[..., 16:].reshape(*blk.shape[:2], 4, 32).astype(np.int64)  # 4 chunks of 64
+    q = np.stack([qs & 15, qs >> 4], axis=3).reshape(*blk.shape[:2], 256)
+    return d, dmin, sc, mn, q
+
+
+def ggml_q4_K_repacked(w: QuantTensor, x: np.ndarray) -> np.ndarray:
+    """llama.cpp's Q4_K result on x86 (weights repacked 8 rows at a time), one float rounding
+    at a time, as read in ggml-cpu/arch/x86/repack.cpp: exact integer sums, then two float
+    chains acc = fma(float(isum), d_w * d_x, acc) and accm = fma(float(imin), dmin_w * d_x,
+    accm), result acc - accm. Tokens in whole groups of 4 (when there are 4 or more) add per
+    64 elements (ggml_gemm_q4_K_8x8_q8_K); the rest per super-block (ggml_gemv_q4_K_8x8_q8_K).
+    The fma is one float64 operation rounded to float32 (the product of two float32 is exact)."""
+    d, dmin, sc, mn, q = q4_K_parts(w)
+    dx, qx = q8_K_blocks(x)  # (T, nb), (T, nb, 256)
+    n_tok, nb = dx.shape
+    sub = (q[None] * qx[:, None]).reshape(n_tok, w.shape[0], nb, 8, 32).sum(-1)  # (T, R, nb, 8)
+    bsum = qx.reshape(n_tok, nb, 8, 32).sum(-1)[:, None]  # (T, 1, nb, 8)
+    isum = (sc[None] * sub).reshape(n_tok, w.shape[0], nb, 4, 2).sum(-1)  # per 64: (T, R, nb, 4)
+    imin = (mn[None] * bsum).reshape(n_tok, w.shape[0], nb, 4, 2).sum(-1)
+    grouped = n_tok // 4 * 4 if n_tok >= 4 else 0
+    out = np.zeros((n_tok, w.shape[0]), dtype=np.float32)
+    for t in range(n_tok):
+        acc = np.zeros(w.shape[0], dtype=np.float32)
+        accm = np.zeros(w.shape[0], dtype=np.float32)
+        for b in range(nb):
+            dwdx = d[:, b] * dx[t, b]
+            dmdx = dmin[:, b] * dx[t, b]
+            parts = range(4) if t < grouped else [slice(None)]
+            for p in parts:
+                i = isum[t, :, b, p].reshape(w.shape[0], -1).sum(-1).astype(np.float32)
+                m = imin[t, :, b, p].reshape(w.shape[0], -1).sum(-1).astype(np.float32)
+                acc = (i.astype(np.float64) * dwdx + acc).astype(np.float32)
+                accm = (m.astype(np.float64) * dmdx + accm).astype(np.float32)
+        out[t] = acc - accm
+    return out
+
+
+@pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q4_K order: AVX-512 only")
+@pytest.mark.parametrize("n_tokens", [1, 3, 4, 7, 8, 13])
+def test_q4_K_adds_in_llama_cpp_repacked_order(n_tokens: int) -> None:
+    """The AVX-512 Q4_K kernels round exactly where llama.cpp's repacked ones do: per 64
+    elements for 4-token groups (prefill), per super-block for the rest and for decode. Rows
+    not a multiple of the 16-row tile; scales, mins and activations span their ranges."""
+    rng = np.random.default_rng(400 + n_tokens)
+    w = random_weight(T.Q4_K, 37, 768, rng)
+    x = (rng.standard_normal((n_tokens, 768)) * rng.uniform(0.01, 50, (n_tokens, 1))).astype(
+        np.float32
+    )
+    expected = ggml_q4_K_repacked(w, x)
+    np.testing.assert_array_equal(kernels.linear(x, w, isa="avx512"), expected)
+    # the two orders really differ (so the test can tell them apart)
+    if n_tokens >= 4:
+        per_block = np.stack([ggml_q4_K_repacked(w, x[t : t + 1])[0] for t in range(n_tokens)])
+        assert (per_block != expected).any()
 
 
 @pytest.mark.parametrize("qtype", [T.Q4_0, T.Q5_0, T.Q8_0], ids=lambda t: t.name)

@@ -145,7 +145,7 @@ ACT_NAMES = {
     "ACT_Q8_1X": "Q8_1",
     "ACT_Q8_K": "Q8_K",
 }
-_FORMAT_ROW = re.compile(r'\{GGR_\w+, "(\w+)", [^,]+, [^,]+, (ACT_\w+), (DOTS\w*)\((\w+)\)')
+_FORMAT_ROW = re.compile(r'\{GGR_\w+, "(\w+)", [^,]+, [^,]+, (ACT_\w+), (DOT\d)\((\w+)\)')
 
 
 def kernel_table() -> list[dict[str, str]]:
@@ -156,7 +156,7 @@ def kernel_table() -> list[dict[str, str]]:
     path = REPO / "csrc" / "linear.c"
     if not path.is_file():
         return []
-    levels = {"DOTS": "scalar, AVX2", "DOTS512": "scalar, AVX2, AVX-512"}
+    levels = {"DOT2": "scalar, AVX2", "DOT3": "scalar, AVX2, AVX-512"}
     return [
         {
             "format": m.group(1),
