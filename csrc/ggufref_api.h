@@ -33,7 +33,7 @@ int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps
 int ggr_rope(float *x, const int32_t *pos, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
              int64_t n_rot, float theta_base, int neox, float freq_scale);
 int ggr_gelu_tanh_mul(const float *gate, const float *up, int64_t n, int exact, float *out);
-int ggr_silu_mul(const float *gate, const float *up, int64_t n, float *out);
+int ggr_silu_mul(const float *gate, const float *up, int64_t n, int64_t row, float *out);
 int ggr_attention(const float *q, const float *k_cache, const float *v_cache, int64_t n_tokens,
                   int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t n_ctx, int64_t pos0,
                   float scale, int64_t window, float softcap, int mode, float *out);

@@ -119,13 +119,13 @@ struct ggr_panel8;
 typedef void (*ggr_panel_fn)(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                              const struct ggr_panel8 *p, float *out);
 
-// Prefill by tiles (prefill_avx512.c): n_rows (<= GGR_GEMM_ROWS) weight rows times n_tokens (a
-// multiple of GGR_GEMM_TOKENS) activation rows xs bytes apart -> y[t * y_stride + r]. The tile is
-// rearranged into scratch (gemm_scratch(nb) bytes, 64-byte aligned) first. Used where llama.cpp
-// repacks a format: results are its repacked kernels' (4-token groups), the level's one-row kernel
-// giving the tokens that do not fill a group.
+// Prefill by tiles (prefill_avx512.c), for the formats where llama.cpp's own prefill kernel rounds
+// differently from its one-token kernel: n_rows (<= GGR_GEMM_ROWS) weight rows times n_tokens
+// activation rows xs bytes apart -> y[t * y_stride + r]. The rows are first rearranged into
+// scratch (gemm_scratch(nb) bytes, 64-byte aligned). The format table says from how many tokens
+// llama.cpp switches to that kernel (gemm_min) and in what groups it takes the tokens
+// (gemm_group: the last n_tokens % gemm_group take the one-row kernel, as llama.cpp's do).
 #define GGR_GEMM_ROWS 16
-#define GGR_GEMM_TOKENS 4
 typedef void (*ggr_gemm_fn)(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                             const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
                             int64_t y_stride, void *scratch);
@@ -143,6 +143,7 @@ typedef struct {
     int panel_offset;              // panel: weight quants + offset are unsigned (Q5_0: 16)
     ggr_gemm_fn gemm[ISA_COUNT];   // per level; NULL = none
     ggr_gemm_scratch_fn gemm_scratch;
+    int gemm_min, gemm_group;      // gemm from this many tokens on, in groups of this many
 } ggr_format;
 
 const ggr_format *ggr_format_of(int qtype); // NULL if unsupported
@@ -202,6 +203,11 @@ void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_row
                           const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
                           int64_t y_stride, void *scratch);
 size_t ggr_gemm_scratch_q4_K(int nb);
+// Q6_K prefill in the order of llama.cpp's tiled K-quant kernel (ggml-cpu/tiled, 8+ tokens).
+void ggr_gemm_q6_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                          const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
+                          int64_t y_stride, void *scratch);
+size_t ggr_gemm_scratch_q6_K(int nb);
 void ggr_panel_q5_0_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                            const ggr_panel8 *p, float *out);
 
@@ -219,6 +225,9 @@ void ggr_axpy_avx2(int n, float a, const float *x, float *y); // y += a * x
 void ggr_gelu_table_mul_avx2(int64_t n, const float *gate, const float *up, float *out,
                              const ggml_half *table);
 void ggr_silu_mul_avx2(int64_t n, const float *gate, const float *up, float *out);
+// n values in rows of `row` (attn_ggml_avx512.c): llama.cpp's AVX-512 SwiGLU, bit for bit.
+void ggr_silu_mul_ggml_avx512(int64_t n, int64_t row, const float *gate, const float *up,
+                              float *out);
 
 // ---------------------------------------------------------------- attention (ops.c, attn_ggml*.c)
 // Values of ggr_attention's mode argument.

@@ -18,8 +18,8 @@
 #define N512(f) {NULL, NULL, ggr_dotn_##f##_avx512}
 #define NO_PANEL {NULL, NULL, NULL}, 0
 #define PANEL512(f, offset) {NULL, NULL, ggr_panel_##f##_avx512}, offset
-#define NO_GEMM {NULL, NULL, NULL}, NULL
-#define GEMM512(f) {NULL, NULL, ggr_gemm_##f##_avx512}, ggr_gemm_scratch_##f
+#define NO_GEMM {NULL, NULL, NULL}, NULL, 0, 0
+#define GEMM512(f, min, group) {NULL, NULL, ggr_gemm_##f##_avx512}, ggr_gemm_scratch_##f, min, group
 static const ggr_format FORMATS[] = {
     {GGR_F32, "F32", 1, 4, ACT_F32, DOT2(f32), NO_N, NO_PANEL, NO_GEMM},
     {GGR_F16, "F16", 1, 2, ACT_F16R, DOT2(f16), NO_N, NO_PANEL, NO_GEMM},
@@ -34,10 +34,11 @@ static const ggr_format FORMATS[] = {
     {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOT2(q2_K), NO_N, NO_PANEL, NO_GEMM},
     {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOT2(q3_K), NO_N, NO_PANEL, NO_GEMM},
     {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOT3(q4_K), NO_N, NO_PANEL,
-     GEMM512(q4_K)},
+     GEMM512(q4_K, 4, 4)}, // llama.cpp repacks Q4_K: 4-token groups from 4 tokens on
+
     {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N, NO_PANEL, NO_GEMM},
     {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), N512(q6_K), NO_PANEL,
-     NO_GEMM},
+     GEMM512(q6_K, 8, 1)}, // llama.cpp's tiled K-quant kernel from 8 tokens on
 };
 // end::format_table[]
 
@@ -282,15 +283,16 @@ static int linear_panels(const ggr_format *f, ggr_panel_fn panel, const uint8_t 
 
 // ---------------------------------------------------------------- prefill tiles (FORMATS.gemm)
 // One task = GGR_GEMM_ROWS rows times every token: the gemm kernel rearranges the rows once
-// into this thread's scratch buffer and runs the tokens that fill GGR_GEMM_TOKENS-groups past
-// them; the last n_tokens % GGR_GEMM_TOKENS tokens take the one-row kernel (as llama.cpp's
-// repacked path does: gemm for the groups, gemv for the rest).
+// into this thread's scratch buffer and runs the tokens that fill whole gemm_group-groups past
+// them; the last n_tokens % gemm_group tokens take the one-row kernel (as llama.cpp's
+// repacked Q4_K path does: gemm for the 4-token groups, gemv for the rest).
 typedef struct {
     ggr_gemm_fn gemm;
     ggr_dot_fn dot;
     size_t scratch_bytes;
     const uint8_t *w;
-    int nb; // blocks per row
+    int nb;    // blocks per row
+    int group; // tokens per gemm group
     int64_t rows, cols, row_bytes;
     const uint8_t *xq;
     int64_t xq_row_bytes, n_tokens;
@@ -314,7 +316,7 @@ static void gemm_tile(void *ctx, int64_t task) {
     gemm_job *j = ctx;
     const int64_t r0 = task * GGR_GEMM_ROWS;
     const int n = (int)(j->rows - r0 < GGR_GEMM_ROWS ? j->rows - r0 : GGR_GEMM_ROWS);
-    const int64_t groups = j->n_tokens / GGR_GEMM_TOKENS * GGR_GEMM_TOKENS;
+    const int64_t groups = j->n_tokens / j->group * j->group;
     void *scratch = thread_scratch(j->scratch_bytes);
     if (!scratch) {
         j->failed = 1;
@@ -369,9 +371,9 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
 
     // 2. dot products, tiled over rows and tokens
     const ggr_gemm_fn gemm = pick_gemm(f, isa);
-    if (gemm && n_tokens >= GGR_GEMM_TOKENS) {
+    if (gemm && n_tokens >= f->gemm_min) {
         const int nb = (int)(cols / f->block_elems);
-        gemm_job gj = {gemm, pick_dot(f, isa), f->gemm_scratch(nb), w, nb, rows, cols,
+        gemm_job gj = {gemm, pick_dot(f, isa), f->gemm_scratch(nb), w, nb, f->gemm_group, rows, cols,
                        nb * (int64_t)f->block_bytes, xq, xq_row_bytes, n_tokens, y, 0};
         ggr_pool_run(gemm_tile, &gj, (rows + GGR_GEMM_ROWS - 1) / GGR_GEMM_ROWS);
         free(xq);

@@ -184,6 +184,7 @@ typedef struct {
     float *out;
     int64_t n, chunk;
     int exact;
+    int64_t row; // silu: values per row (chunks hold whole rows)
 } glu_job;
 
 // tag::gelu_tanh_mul[]
@@ -214,6 +215,11 @@ static void gelu_mul_chunk(void *ctx, int64_t c) {
 static void silu_mul_chunk(void *ctx, int64_t c) {
     const glu_job *j = ctx;
     const int64_t end = (c + 1) * j->chunk < j->n ? (c + 1) * j->chunk : j->n;
+    if (ggr_current_isa() >= ISA_AVX512) { // llama.cpp's arithmetic, row by row
+        const int64_t i0 = c * j->chunk;
+        ggr_silu_mul_ggml_avx512(end - i0, j->row, j->gate + i0, j->up + i0, j->out + i0);
+        return;
+    }
     if (ggr_current_isa() >= ISA_AVX2) { // libm's expf, one value at a time, cost 4% of prefill
         const int64_t i0 = c * j->chunk;
         ggr_silu_mul_avx2(end - i0, j->gate + i0, j->up + i0, j->out + i0);
@@ -228,7 +234,7 @@ static void silu_mul_chunk(void *ctx, int64_t c) {
 static int run_glu(ggr_task_fn fn, const float *gate, const float *up, int64_t n, int exact,
                    float *out) {
     if (n < 0) return GGR_ERR_SHAPE;
-    glu_job j = {gate, up, out, n, 16384, exact};
+    glu_job j = {gate, up, out, n, 16384, exact, n};
     ggr_pool_run(fn, &j, (n + j.chunk - 1) / j.chunk);
     return GGR_OK;
 }
@@ -238,8 +244,12 @@ int ggr_gelu_tanh_mul(const float *gate, const float *up, int64_t n, int exact, 
     return run_glu(gelu_mul_chunk, gate, up, n, exact, out);
 }
 
-int ggr_silu_mul(const float *gate, const float *up, int64_t n, float *out) {
-    return run_glu(silu_mul_chunk, gate, up, n, 0, out);
+int ggr_silu_mul(const float *gate, const float *up, int64_t n, int64_t row, float *out) {
+    if (n < 0 || row <= 0 || n % row) return GGR_ERR_SHAPE;
+    const int64_t rows = 16384 / row > 0 ? 16384 / row : 1; // whole rows per task
+    glu_job j = {gate, up, out, n, rows * row, 0, row};
+    ggr_pool_run(silu_mul_chunk, &j, (n + j.chunk - 1) / j.chunk);
+    return GGR_OK;
 }
 
 // ---------------------------------------------------------------- attention

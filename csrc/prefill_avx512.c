@@ -276,6 +276,128 @@ void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_row
 }
 // end::q4_K_gemm[]
 
+// ---------------------------------------------------------------- Q6_K prefill (FORMATS.gemm)
+// tag::q6_K_gemm[]
+// Q6_K prefill, as llama.cpp computes it from 8 tokens on: its tiled K-quant kernel
+// (ggml-cpu/tiled) adds, per super-block, the exact integer isum = sum_s sc_s (q . x)_s
+// (q = u - 32, u the stored 6-bit value) into one float per (row, token):
+//   acc = fma(float(isum) * d_w, d_x, acc)
+// (its one-token kernel, dot_avx512.c, adds in another order). The source writes the last step
+// as add(acc, mul(.., d_x)); the compiler of llama.cpp's build fuses it (checked against
+// llama-cpp-python 0.3.36's outputs: the fused form matches bit for bit, the unfused does not). The tile holds the 16 rows'
+// unsigned quants u, 4 consecutive of each row per 32-bit lane as for Q4_K; the -32 is applied
+// per sub-block with the activations' bsums: sum (u - 32) x = sum u x - 32 bsum.
+typedef struct {
+    uint8_t q[16][4][64]; // [sub-block of 16][group of 4 quants][row * 4 + k]: unsigned 0..63
+    int32_t sc[16][16];   // sub-block scales (signed), per row
+    float d[16];
+} q6k_tile_block;
+
+size_t ggr_gemm_scratch_q6_K(int nb) { return (size_t)nb * sizeof(q6k_tile_block); }
+
+// One Q6_K block's 256 unsigned quants, in element order (see block_q6_K).
+static inline void q6k_unsigned(const block_q6_K *wb, uint8_t out[256]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+    for (int half = 0; half < 2; half++) {
+        const __m512i ql = _mm512_loadu_si512(wb->ql + 64 * half);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * half));
+        const __m512i qhz =
+            _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        _mm512_storeu_si512(out + 128 * half,
+                            _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                            _mm512_and_si512(_mm512_slli_epi16(qhz, 4), m2)));
+        _mm512_storeu_si512(out + 128 * half + 64,
+                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                            _mm512_and_si512(qhz, m2)));
+    }
+}
+
+static void q6k_pack_tile(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                          q6k_tile_block *tile) {
+    uint8_t u[16][256];
+    for (int b = 0; b < nb; b++) {
+        q6k_tile_block *tb = tile + b;
+        for (int r = 0; r < 16; r++) {
+            if (r < n_rows) {
+                const block_q6_K *wb = (const block_q6_K *)(w + r * row_bytes) + b;
+                q6k_unsigned(wb, u[r]);
+                tb->d[r] = _cvtsh_ss(wb->d);
+                for (int s = 0; s < 16; s++) tb->sc[s][r] = wb->scales[s];
+            } else {
+                memset(u[r], 0, 256);
+                tb->d[r] = 0.0f;
+                for (int s = 0; s < 16; s++) tb->sc[s][r] = 0;
+            }
+        }
+        for (int p = 0; p < 8; p++) { // 32 elements = sub-blocks 2p and 2p + 1
+            __m512i z[8];
+            for (int i = 0; i < 8; i++)
+                z[i] = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(u[i] + 32 * p))),
+                    _mm256_loadu_si256((const __m256i *)(u[i + 8] + 32 * p)), 1);
+            transpose8x8x2(z);
+            for (int g = 0; g < 4; g++) {
+                _mm512_storeu_si512(tb->q[2 * p][g], z[g]);
+                _mm512_storeu_si512(tb->q[2 * p + 1][g], z[g + 4]);
+            }
+        }
+    }
+}
+
+// 16 rows of a packed tile times nt <= 4 tokens: out[k][r].
+static inline __attribute__((always_inline)) void
+q6k_gemm(int nb, const q6k_tile_block *tile, const block_q8_K *const x[4], int nt,
+         float out[4][16]) {
+    __m512 acc[4];
+    for (int k = 0; k < nt; k++) acc[k] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const q6k_tile_block *tb = tile + b;
+        __m512i isum[4];
+        for (int k = 0; k < nt; k++) isum[k] = _mm512_setzero_si512();
+        for (int s = 0; s < 16; s++) {
+            __m512i ia[4];
+            for (int k = 0; k < nt; k++)
+                ia[k] = _mm512_set1_epi32(-32 * x[k][b].bsums[s]); // the -32 of q = u - 32
+            for (int g = 0; g < 4; g++) {
+                const __m512i wq = _mm512_loadu_si512(tb->q[s][g]);
+                for (int k = 0; k < nt; k++)
+                    ia[k] = _mm512_dpbusd_epi32(
+                        ia[k], wq, _mm512_set1_epi32(load_i32(x[k][b].qs + 16 * s + 4 * g)));
+            }
+            const __m512i sc = _mm512_loadu_si512(tb->sc[s]);
+            for (int k = 0; k < nt; k++)
+                isum[k] = _mm512_add_epi32(isum[k], _mm512_mullo_epi32(ia[k], sc));
+        }
+        const __m512 dw = _mm512_loadu_ps(tb->d);
+        for (int k = 0; k < nt; k++) {
+            const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[k]), dw);
+            acc[k] = _mm512_fmadd_ps(v, _mm512_set1_ps(x[k][b].d), acc[k]);
+        }
+    }
+    for (int k = 0; k < nt; k++) _mm512_storeu_ps(out[k], acc[k]);
+}
+
+// n_rows (<= 16) Q6_K rows times n_tokens tokens' Q8_K rows (xs bytes apart): y[t * y_stride + r].
+void ggr_gemm_q6_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
+                          const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
+                          int64_t y_stride, void *scratch) {
+    q6k_tile_block *tile = scratch;
+    q6k_pack_tile(nb, w, row_bytes, n_rows, tile);
+    float out[4][16];
+    for (int64_t t = 0; t < n_tokens; t += 4) {
+        const int nt = (int)(n_tokens - t < 4 ? n_tokens - t : 4);
+        const block_q8_K *xt[4];
+        for (int k = 0; k < nt; k++) xt[k] = (const block_q8_K *)(x + (t + k) * xs);
+        if (nt == 4)
+            q6k_gemm(nb, tile, xt, 4, out);
+        else
+            q6k_gemm(nb, tile, xt, nt, out);
+        for (int k = 0; k < nt; k++)
+            for (int r = 0; r < n_rows; r++) y[(t + k) * y_stride + r] = out[k][r];
+    }
+}
+// end::q6_K_gemm[]
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif

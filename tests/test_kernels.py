@@ -133,11 +133,12 @@ def test_simd_matches_scalar(qtype: T) -> None:
         assert (diff <= tol).all(), f"{qtype.name} {isa}: max diff {diff.max():.3g}"
 
 
-# Q4_K at AVX-512 is left out of the two batch-invariance tests below: it follows llama.cpp,
-# whose repacked Q4_K kernels round 4-token groups differently from a lone token
-# (test_q4_K_adds_in_llama_cpp_repacked_order checks both orders exactly).
+# Q4_K and Q6_K at AVX-512 are left out of the two batch-invariance tests below: they follow
+# llama.cpp, whose prefill kernels for them (repacked Q4_K in 4-token groups; tiled Q6_K from 8
+# tokens on) round differently from its one-token kernels (test_q4_K_adds_in_llama_cpp_repacked_order
+# and test_q6_K_prefill_adds_in_llama_cpp_tiled_order check both orders exactly).
 def batch_invariant(qtype: T, isa: str) -> bool:
-    return not (qtype == T.Q4_K and isa == "avx512")
+    return not (qtype in (T.Q4_K, T.Q6_K) and isa == "avx512")
 
 
 @pytest.mark.parametrize("n_tokens", [8, 9, 16, 37])
@@ -156,8 +157,10 @@ def test_prefill_tiles_match_tokens_one_by_one(qtype: T, n_tokens: int) -> None:
     batch = kernels.linear(x, w)
     if batch_invariant(qtype, kernels.current_isa()):
         expected = np.stack([kernels.linear(row, w) for row in x])
-    else:
+    elif qtype == T.Q4_K:
         expected = ggml_q4_K_repacked(w, x)
+    else:
+        expected = ggml_q6_K_tiled(w, x)
     np.testing.assert_array_equal(batch, expected, err_msg=qtype.name)
     y_ref = dequantized(w)
     assert np.allclose(batch, x @ y_ref.T, rtol=0.05, atol=0.05 * np.abs(x).sum(1).max())
@@ -389,6 +392,55 @@ def ggml_q4_K_repacked(w: QuantTensor, x: np.ndarray) -> np.ndarray:
                 accm = (m.astype(np.float64) * dmdx + accm).astype(np.float32)
         out[t] = acc - accm
     return out
+
+
+def q6_K_parts(w: QuantTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q6_K bytes read by the block layout (ql 128, qh 64, int8 scales 16, half d):
+    d (rows, nb) float32, sc (rows, nb, 16), q (rows, nb, 256) in -32..31."""
+    blk = w.data.reshape(w.shape[0], -1, 210)
+    ql, qh = blk[..., :128].astype(np.int64), blk[..., 128:192].astype(np.int64)
+    sc = blk[..., 192:208].view(np.int8).astype(np.int64)
+    d = blk[..., 208:210].copy().view(np.float16)[..., 0].astype(np.float32)
+    q = np.empty(blk.shape[:2] + (256,), dtype=np.int64)
+    for h in range(2):
+        lo, hi = ql[..., 64 * h : 64 * h + 32], ql[..., 64 * h + 32 : 64 * h + 64]
+        bits = qh[..., 32 * h : 32 * h + 32]
+        for j, (nib, shift) in enumerate([(lo & 15, 0), (hi & 15, 2), (lo >> 4, 4), (hi >> 4, 6)]):
+            q[..., 128 * h + 32 * j : 128 * h + 32 * j + 32] = (nib | ((bits >> shift) & 3) << 4) - 32
+    return d, sc, q
+
+
+def ggml_q6_K_tiled(w: QuantTensor, x: np.ndarray) -> np.ndarray:
+    """llama.cpp's Q6_K result for 8 or more tokens (ggml-cpu/tiled, AVX-512 VNNI), as read in
+    tiled-kernel.cpp: per super-block the exact isum = sum_s sc_s (q . x)_s, then
+    acc = fma(float(isum) * d_w, d_x, acc) (the source's mul + add, fused by the compiler of
+    llama.cpp's build: that is what its outputs show)."""
+    d, sc, q = q6_K_parts(w)
+    dx, qx = q8_K_blocks(x)
+    n_tok, nb = dx.shape
+    sub = (q[None] * qx[:, None]).reshape(n_tok, w.shape[0], nb, 16, 16).sum(-1)
+    isum = (sc[None] * sub).sum(-1).astype(np.float32)  # (T, R, nb)
+    acc = np.zeros((n_tok, w.shape[0]), dtype=np.float32)
+    for b in range(nb):
+        prod = (isum[:, :, b] * d[None, :, b]).astype(np.float64)
+        acc = (prod * dx[:, None, b].astype(np.float64) + acc).astype(np.float32)
+    return acc
+
+
+@pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q6_K order: AVX-512 only")
+@pytest.mark.parametrize("n_tokens", [8, 9, 13, 20])
+def test_q6_K_prefill_adds_in_llama_cpp_tiled_order(n_tokens: int) -> None:
+    """From 8 tokens on, the AVX-512 Q6_K kernel rounds exactly where llama.cpp's tiled kernel
+    does; below 8 tokens, as its one-token kernel (ggml_vec_dot_q6_K_q8_K) does."""
+    rng = np.random.default_rng(500 + n_tokens)
+    w = random_weight(T.Q6_K, 37, 768, rng)
+    x = (rng.standard_normal((n_tokens, 768)) * rng.uniform(0.01, 50, (n_tokens, 1))).astype(
+        np.float32
+    )
+    expected = ggml_q6_K_tiled(w, x)
+    np.testing.assert_array_equal(kernels.linear(x, w, isa="avx512"), expected)
+    one_by_one = np.stack([kernels.linear(row, w, isa="avx512") for row in x])
+    assert (one_by_one != expected).any()  # the two orders differ on these rows
 
 
 @pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q4_K order: AVX-512 only")

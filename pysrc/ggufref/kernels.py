@@ -302,9 +302,14 @@ def gelu_tanh_mul(
 
 
 def silu_mul(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """out = silu(gate) * up, silu(x) = x / (1 + exp(-x)). float32, same shapes."""
+    """out = silu(gate) * up, silu(x) = x / (1 + exp(-x)). float32, same shapes.
+
+    On AVX-512 each row (the last axis) is computed as ggml's SwiGLU computes it, so the
+    feed-forward gate matches llama.cpp's bit for bit.
+    """
     out = _glu_args(gate, up, out)
-    _check(lib.ggr_silu_mul(_fp(gate), _fp(up), gate.size, _fp(out)), "silu_mul")
+    row = gate.shape[-1] if gate.ndim and gate.shape[-1] else 1
+    _check(lib.ggr_silu_mul(_fp(gate), _fp(up), gate.size, row, _fp(out)), "silu_mul")
     return out
 
 
