@@ -221,11 +221,36 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="default, llama, qwen2, qwen3, gemma3 or a real model alias")
     ap.add_argument("--report", nargs="*", help="print ggufref's parity table for these goldens")
+    ap.add_argument(
+        "--out", type=Path, help="with --report: also write the table, stamped, to this JSON file"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "pysrc"))
     if args.report is not None:
+        summaries = []
         for name in args.report or ("default", *REAL_MODELS):
-            print(json.dumps(report(name)["summary"]))
+            summaries.append(report(name)["summary"])
+            print(json.dumps(summaries[-1]))
+        if args.out:
+            import datetime
+
+            from ggufref import bench, kernels
+
+            stamped = {
+                "date": datetime.date.today().isoformat(),
+                "commit": bench.commit(),
+                "machine": bench.machine(),
+                "isa": kernels.current_isa(),
+                "goldens_llama_cpp_python": sorted(
+                    {
+                        json.loads((OUT / f"parity_{n}.json").read_text())["llama_cpp_python"]
+                        for n in (s["model"] for s in summaries)
+                    }
+                ),
+                "models": summaries,
+            }
+            args.out.write_text(json.dumps(stamped, indent=1) + "\n")
+            print(f"wrote {args.out}")
         return 0
     from ggufref.model_files import resolve_model
     from ggufref.testing.models import write_model

@@ -15,6 +15,7 @@ q4k-walk.adoc          ``docs/data/q4k-superblock.json``: one real Q4_K super-bl
 first-run-*.adoc       ``docs/data/first-run.json``: real output of inspect, generate and chat
 why-*.adoc             the seed's report and ggufref's measured answer (bench and plan results)
 transcript-*.adoc      ``docs/data/transcripts/*.json``: agent-loop transcripts
+parity-table.adoc      ``docs/data/parity-report.json``, by ``tools/make_goldens.py --report --out``
 versions.adoc          pyproject.toml, package.json, csrc/linear.c and the goldens' metadata
 =====================  ==================================================================
 
@@ -47,6 +48,7 @@ TEMPLATES = Path("docs/templates")
 DATA = Path("docs/data")
 BENCH_RESULTS = DATA / "bench-results.json"
 RECIPE = DATA / "q4km-recipe.json"
+PARITY_REPORT = DATA / "parity-report.json"
 Q4K_BLOCK = DATA / "q4k-superblock.json"
 FIRST_RUN = DATA / "first-run.json"
 SEED_REPORT = DATA / "seed-report.json"
@@ -389,6 +391,13 @@ def model_facts_data() -> dict[str, Any]:
     }
 
 
+def parity_table_data(root: Path) -> dict[str, Any] | None:
+    r = _load(root, PARITY_REPORT)
+    if r is None:
+        return None
+    return {"r": r, "llama": ", ".join(r["goldens_llama_cpp_python"])}
+
+
 def recipe_data(root: Path) -> dict[str, Any] | None:
     from ggufref.plan import more_bits_layer
 
@@ -551,6 +560,7 @@ PARTIALS: dict[str, Callable[[Path], dict[str, Any] | None]] = {
     "tensor-table.adoc": lambda root: tensor_data(),
     "model-facts.adoc": lambda root: model_facts_data(),
     "parity-facts.adoc": lambda root: parity_facts_data(),
+    "parity-table.adoc": parity_table_data,
     "bench-table.adoc": bench_data,
     "q4km-recipe.adoc": recipe_data,
     "q4k-walk.adoc": q4k_walk_data,
