@@ -131,6 +131,15 @@ typedef void (*ggr_gemm_fn)(int nb, const uint8_t *w, int64_t row_bytes, int n_r
                             int64_t y_stride, void *scratch);
 typedef size_t (*ggr_gemm_scratch_fn)(int nb);
 
+// Decode over several rows (one token): n_rows (<= GGR_DOTR_ROWS) rows stride bytes apart ->
+// out[r], each bit for bit what the level's one-row kernel returns; the kernel prepares the
+// activations once for all of them. Rows of more than GGR_DOTR_MAX_BLOCKS blocks take the
+// one-row kernel (the prepared activations live on the stack).
+#define GGR_DOTR_ROWS 8
+#define GGR_DOTR_MAX_BLOCKS 64
+typedef void (*ggr_dotr_fn)(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                            float *out);
+
 typedef struct {
     int qtype;                     // enum ggr_type
     const char *name;              // "Q4_K"
@@ -144,6 +153,7 @@ typedef struct {
     ggr_gemm_fn gemm[ISA_COUNT];   // per level; NULL = none
     ggr_gemm_scratch_fn gemm_scratch;
     int gemm_min, gemm_group;      // gemm from this many tokens on, in groups of this many
+    ggr_dotr_fn dotr[ISA_COUNT];   // per level; NULL = none (decode calls dot row by row)
 } ggr_format;
 
 const ggr_format *ggr_format_of(int qtype); // NULL if unsupported
@@ -203,6 +213,8 @@ void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_row
                           const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,
                           int64_t y_stride, void *scratch);
 size_t ggr_gemm_scratch_q4_K(int nb);
+void ggr_dotr_q4_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out);
 // Q6_K prefill in the order of llama.cpp's tiled K-quant kernel (ggml-cpu/tiled, 8+ tokens).
 void ggr_gemm_q6_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                           const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,

@@ -11,7 +11,7 @@
 // tag::format_table[]
 // A row: type, name, block size and bytes, activation type, then per instruction-set level
 // (scalar, AVX2, AVX-512) the one-row dot kernel, the 8-token kernel, the 8-token prefill panel,
-// the prefill tile kernel (see ggufref_internal.h for each).
+// the prefill tile kernel, the several-rows decode kernel (see ggufref_internal.h for each).
 #define DOT2(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, NULL}
 #define DOT3(f) {ggr_dot_##f##_scalar, ggr_dot_##f##_avx2, ggr_dot_##f##_avx512}
 #define NO_N {NULL, NULL, NULL}
@@ -20,25 +20,27 @@
 #define PANEL512(f, offset) {NULL, NULL, ggr_panel_##f##_avx512}, offset
 #define NO_GEMM {NULL, NULL, NULL}, NULL, 0, 0
 #define GEMM512(f, min, group) {NULL, NULL, ggr_gemm_##f##_avx512}, ggr_gemm_scratch_##f, min, group
+#define NO_R {NULL, NULL, NULL}
+#define R512(f) {NULL, NULL, ggr_dotr_##f##_avx512}
 static const ggr_format FORMATS[] = {
-    {GGR_F32, "F32", 1, 4, ACT_F32, DOT2(f32), NO_N, NO_PANEL, NO_GEMM},
-    {GGR_F16, "F16", 1, 2, ACT_F16R, DOT2(f16), NO_N, NO_PANEL, NO_GEMM},
-    {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOT2(bf16), NO_N, NO_PANEL, NO_GEMM},
-    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOT3(q4_0), NO_N, NO_PANEL, NO_GEMM},
-    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOT2(q4_1), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_F32, "F32", 1, 4, ACT_F32, DOT2(f32), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_F16, "F16", 1, 2, ACT_F16R, DOT2(f16), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOT2(bf16), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOT3(q4_0), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOT2(q4_1), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOT3(q5_0), N512(q5_0),
-     PANEL512(q5_0, 16), NO_GEMM},
-    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOT2(q5_1), NO_N, NO_PANEL, NO_GEMM},
+     PANEL512(q5_0, 16), NO_GEMM, NO_R},
+    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOT2(q5_1), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOT3(q8_0), N512(q8_0), NO_PANEL,
-     NO_GEMM},
-    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOT2(q2_K), NO_N, NO_PANEL, NO_GEMM},
-    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOT2(q3_K), NO_N, NO_PANEL, NO_GEMM},
+     NO_GEMM, NO_R},
+    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOT2(q2_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOT2(q3_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOT3(q4_K), NO_N, NO_PANEL,
-     GEMM512(q4_K, 4, 4)}, // llama.cpp repacks Q4_K: 4-token groups from 4 tokens on
+     GEMM512(q4_K, 4, 4), R512(q4_K)}, // llama.cpp repacks Q4_K: 4-token groups from 4 tokens
 
-    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N, NO_PANEL, NO_GEMM},
+    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), N512(q6_K), NO_PANEL,
-     GEMM512(q6_K, 8, 1)}, // llama.cpp's tiled K-quant kernel from 8 tokens on
+     GEMM512(q6_K, 8, 1), NO_R}, // llama.cpp's tiled K-quant kernel from 8 tokens on
 };
 // end::format_table[]
 
@@ -77,6 +79,13 @@ static ggr_dot_fn pick_dot(const ggr_format *f, int isa) {
 static ggr_dotn_fn pick_dotn(const ggr_format *f, int isa) {
     for (int level = isa; level >= 0; level--)
         if (f->dot[level]) return f->dotn[level];
+    return NULL;
+}
+
+// The several-rows decode kernel of the level pick_dot chose, if that level has one.
+static ggr_dotr_fn pick_dotr(const ggr_format *f, int isa) {
+    for (int level = isa; level >= 0; level--)
+        if (f->dot[level]) return f->dotr[level];
     return NULL;
 }
 
@@ -170,6 +179,7 @@ static void quantize_row(void *ctx, int64_t t) {
 typedef struct {
     ggr_dot_fn dot;
     ggr_dotn_fn dotn; // NULL: call dot once per token
+    ggr_dotr_fn dotr; // NULL: decode calls dot row by row
     const uint8_t *w;
     int64_t rows, cols, row_bytes;
     const uint8_t *xq;
@@ -182,10 +192,14 @@ typedef struct {
 // Decode: a tile's rows are walked as DECODE_STREAMS interleaved runs (row r, r + part,
 // r + 2 part, ...), not top to bottom. Each run is a separate sequential stream through memory,
 // so the hardware prefetchers fetch DECODE_STREAMS places at once: one stream at a time left
-// the core waiting on DRAM (one thread, weights from DRAM, GB/s of CPU time: Q4_K 5.6 -> 9.6,
-// Q5_0 4.4 -> 8.3, Q6_K 9.3 -> 11.1; software prefetch of the next blocks did not help). The
-// dot products and their results are unchanged; only the order rows are visited in is.
-#define DECODE_STREAMS 8
+// the core waiting on DRAM (first measured on an Intel Xeon, one thread, weights from DRAM, GB/s
+// of CPU time: Q4_K 5.6 -> 9.6, Q5_0 4.4 -> 8.3, Q6_K 9.3 -> 11.1 with 8 streams; on an AMD EPYC
+// 8 streams on each of 2 threads fell behind 3 or 4, whole-model decode of the default model and
+// the 0.5B 0.86x and 0.73x of 4 streams, so 4 it is). The dot products and their results are
+// unchanged; only the order rows are visited in is. A format with a several-rows kernel (dotr)
+// walks its rows top to bottom instead, GGR_DOTR_ROWS per call: one stream per thread kept the
+// EPYC's memory busier for Q4_K than interleaved ones (bench: see ggr_dotr_fn).
+#define DECODE_STREAMS 4
 // tag::linear_tile[]
 // One task = tile_rows weight rows times tile_tokens tokens. The weight tile (~32 KB) stays in
 // L1/L2 while its tokens pass over it, GGR_NT at a time, so a weight byte comes from memory
@@ -209,10 +223,18 @@ static void dot_tile(void *ctx, int64_t task) {
     for (; t < t1; t++) {
         const uint8_t *xt = j->xq + t * j->xq_row_bytes;
         float *yt = j->y + t * j->rows;
+        if (j->dotr) { // GGR_DOTR_ROWS consecutive rows per call: one stream, top to bottom
+            for (int64_t r = r0; r < r1; r += GGR_DOTR_ROWS) {
+                const int k = (int)(r1 - r < GGR_DOTR_ROWS ? r1 - r : GGR_DOTR_ROWS);
+                j->dotr((int)j->cols, j->w + r * j->row_bytes, j->row_bytes, k, xt, yt + r);
+            }
+            continue;
+        }
         const int64_t part = (r1 - r0) / DECODE_STREAMS; // rows per stream
-        for (int64_t r = r0; r < r0 + part; r++)
+        for (int64_t r = r0; r < r0 + part; r++) {
             for (int s = 0; s < DECODE_STREAMS; s++)
                 yt[r + s * part] = j->dot((int)j->cols, j->w + (r + s * part) * j->row_bytes, xt);
+        }
         for (int64_t r = r0 + DECODE_STREAMS * part; r < r1; r++) // the remainder, in order
             yt[r] = j->dot((int)j->cols, j->w + r * j->row_bytes, xt);
     }
@@ -386,8 +408,8 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
         return GGR_OK;
     }
     const int64_t row_bytes = cols / f->block_elems * f->block_bytes;
-    dot_job dj = {pick_dot(f, isa), pick_dotn(f, isa), w, rows, cols, row_bytes, xq,
-                  xq_row_bytes,     n_tokens,          y, 0,    0,    0};
+    dot_job dj = {pick_dot(f, isa), pick_dotn(f, isa), pick_dotr(f, isa), w, rows, cols,
+                  row_bytes,        xq,                xq_row_bytes,      n_tokens, y, 0, 0, 0};
     pick_tiles(&dj, threads);
     const int64_t n_token_blocks = (n_tokens + dj.tile_tokens - 1) / dj.tile_tokens;
     ggr_pool_run(dot_tile, &dj, n_token_blocks * dj.n_row_tiles);

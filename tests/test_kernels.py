@@ -427,6 +427,17 @@ def ggml_q6_K_tiled(w: QuantTensor, x: np.ndarray) -> np.ndarray:
     return acc
 
 
+@pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q4_K order: AVX-512 only")
+@pytest.mark.parametrize("cols", [256, 64 * 256, 65 * 256])
+def test_q4_K_decode_rows_of_every_length(cols: int) -> None:
+    """Decode takes 8 rows per call and rearranges the activations once per call (on the stack,
+    up to 64 blocks; longer rows take the one-row kernel): the same bits either way."""
+    rng = np.random.default_rng(600 + cols // 256)
+    w = random_weight(T.Q4_K, 19, cols, rng)
+    x = (rng.standard_normal((1, cols)) * 3).astype(np.float32)
+    np.testing.assert_array_equal(kernels.linear(x, w, isa="avx512"), ggml_q4_K_repacked(w, x))
+
+
 @pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q6_K order: AVX-512 only")
 @pytest.mark.parametrize("n_tokens", [8, 9, 13, 20])
 def test_q6_K_prefill_adds_in_llama_cpp_tiled_order(n_tokens: int) -> None:

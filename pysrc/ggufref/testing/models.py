@@ -10,6 +10,7 @@ Sizes: n_embd 256 and n_ff 512 so K-quant rows (256 per super-block) fit; a few 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,7 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("out", help="the .gguf file to write")
     args = p.parse_args(argv)
-    write_preset(args.out, plan.PRESETS[args.preset], args.ftype, args.seed, progress=True)
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_preset(out, plan.PRESETS[args.preset], args.ftype, args.seed, progress=True)
+    except OSError as e:  # a read-only or full disk: one line, no half-written file left
+        out.unlink(missing_ok=True)
+        print(f"error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 
