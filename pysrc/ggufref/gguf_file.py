@@ -29,6 +29,7 @@ A string is ``u64 length`` + bytes; an array is ``u32 item_type`` + ``u64 count`
 from __future__ import annotations
 
 import os
+import struct
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,22 +174,24 @@ class _Parser:
         few MB instead of one Python object per token."""
         if count > (self.size - self.pos) // 8:  # each string takes at least its u64 length
             self.take(self.size + 1, f"array of {count} strings ({key})")  # raises
-        starts = np.empty(count, dtype=np.int64)
-        lengths = np.empty(count, dtype=np.int64)
+        starts = [0] * count
+        lengths = [0] * count
         buf, size, pos = self.mm.data, self.size, self.pos
+        read_u64 = struct.Struct("<Q").unpack_from
         for i in range(count):
             if pos + 8 > size:
                 self.pos = pos
                 self.take(8, f"string {i} of {count} ({key})")  # raises
-            n = int.from_bytes(buf[pos : pos + 8], "little")
+            (n,) = read_u64(buf, pos)
             pos += 8
             if n > size - pos:
                 self.pos = pos
                 self.take(n, f"string {i} of {count} ({key})")  # raises
-            starts[i], lengths[i] = pos, n
+            starts[i] = pos
+            lengths[i] = n
             pos += n
         self.pos = pos
-        return starts, lengths
+        return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
 
     def metadata(self, n_kv: int) -> dict[str, Value]:
         out: dict[str, Value] = {}

@@ -321,7 +321,7 @@ def pre_tokenize(text: str, regexes: list[str]) -> list[str]:
 
 
 # tag::bpe_merge[]
-def bpe_merge(word: str, ranks: Mapping[tuple[str, str], int]) -> list[str]:
+def bpe_merge(word: str, ranks: Mapping[str, int]) -> list[str]:
     """Merge the byte-encoded `word` by rank: lowest rank first, leftmost on ties."""
     sym = list(word)  # sym[i]: current text of symbol i; "" once merged into its left neighbour
     n = len(sym)
@@ -333,7 +333,10 @@ def bpe_merge(word: str, ranks: Mapping[tuple[str, str], int]) -> list[str]:
 
     def push(left: int, right: int) -> None:
         if left >= 0 and right >= 0:
-            rank = ranks.get((sym[left], sym[right]))
+            a = sym[left]
+            # llama.cpp splits a merge line at its first space after the first character, so
+            # a left symbol with a space past its first character has no merge
+            rank = None if " " in a[1:] else ranks.get(a + " " + sym[right])
             if rank is not None:
                 heapq.heappush(heap, (rank, left, right, sym[left] + sym[right]))
 
@@ -356,11 +359,12 @@ def bpe_merge(word: str, ranks: Mapping[tuple[str, str], int]) -> list[str]:
 # end::bpe_merge[]
 
 
-def parse_merges(merges: list[str]) -> dict[tuple[str, str], int]:
-    """tokenizer.ggml.merges ("left right", by rank) -> {(left, right): rank}; first one wins."""
-    ranks: dict[tuple[str, str], int] = {}
-    for rank, m in enumerate(merges):
-        cut = m.find(" ", 1)  # from 1: a merge may start with a space-like character
-        key = (m[:cut], m[cut + 1 :]) if cut >= 0 else ("", "")
-        ranks.setdefault(key, rank)
-    return ranks
+def parse_merges(merges: list[str]) -> dict[str, int]:
+    """tokenizer.ggml.merges ("left right", by rank) -> {"left right": rank}; first one wins.
+
+    The lines themselves are the keys: bpe_merge looks up left + " " + right, which is the line
+    of that merge as llama.cpp splits it (at the first space after the first character; a
+    left symbol with a space past that has no merge, which bpe_merge checks). Built at C speed (a 151k-merge vocabulary in ~10 ms): later entries of the
+    reversed list overwrite earlier ones, so the first of duplicate lines keeps its rank.
+    """
+    return dict(zip(reversed(merges), range(len(merges) - 1, -1, -1), strict=True))
