@@ -135,8 +135,9 @@ def test_simd_matches_scalar(qtype: T) -> None:
 
 # Q4_K and Q6_K at AVX-512 are left out of the two batch-invariance tests below: they follow
 # llama.cpp, whose prefill kernels for them (repacked Q4_K in 4-token groups; tiled Q6_K from 8
-# tokens on) round differently from its one-token kernels (test_q4_K_adds_in_llama_cpp_repacked_order
-# and test_q6_K_prefill_adds_in_llama_cpp_tiled_order check both orders exactly).
+# tokens on) round differently from its one-token kernels (the tests
+# test_q4_K_adds_in_llama_cpp_repacked_order and test_q6_K_prefill_adds_in_llama_cpp_tiled_order
+# check both orders exactly).
 def batch_invariant(qtype: T, isa: str) -> bool:
     return not (qtype in (T.Q4_K, T.Q6_K) and isa == "avx512")
 
@@ -406,7 +407,9 @@ def q6_K_parts(w: QuantTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo, hi = ql[..., 64 * h : 64 * h + 32], ql[..., 64 * h + 32 : 64 * h + 64]
         bits = qh[..., 32 * h : 32 * h + 32]
         for j, (nib, shift) in enumerate([(lo & 15, 0), (hi & 15, 2), (lo >> 4, 4), (hi >> 4, 6)]):
-            q[..., 128 * h + 32 * j : 128 * h + 32 * j + 32] = (nib | ((bits >> shift) & 3) << 4) - 32
+            q[..., 128 * h + 32 * j : 128 * h + 32 * j + 32] = (
+                nib | ((bits >> shift) & 3) << 4
+            ) - 32
     return d, sc, q
 
 

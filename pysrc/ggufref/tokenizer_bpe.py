@@ -363,8 +363,9 @@ def parse_merges(merges: list[str]) -> dict[str, int]:
     """tokenizer.ggml.merges ("left right", by rank) -> {"left right": rank}; first one wins.
 
     The lines themselves are the keys: bpe_merge looks up left + " " + right, which is the line
-    of that merge as llama.cpp splits it (at the first space after the first character; a
-    left symbol with a space past that has no merge, which bpe_merge checks). Built at C speed (a 151k-merge vocabulary in ~10 ms): later entries of the
-    reversed list overwrite earlier ones, so the first of duplicate lines keeps its rank.
+    of that merge as llama.cpp splits it (at the first space after the first character; a left
+    symbol with a space past that has no merge, which bpe_merge checks). Built at C speed (a
+    151k-merge vocabulary in ~10 ms): later entries of the reversed list overwrite earlier ones,
+    so the first of duplicate lines keeps its rank.
     """
     return dict(zip(reversed(merges), range(len(merges) - 1, -1, -1), strict=True))
