@@ -221,12 +221,19 @@ static void q4k_prepare_x(int nb, const block_q8_K *xb, q4k_xp *xp) {
     }
 }
 
+#define DECODE_PREFETCH 4096 // bytes ahead of the block being read
+
 static inline float q4k_row(int nb, const block_q4_K *wb, const q4k_xp *xp) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     // 16-bit lane pickers: register k of a block holds sub-blocks (0,2), (1,3), (4,6), (5,7)
     const __m512i p02 = pick2(0, 2), p13 = pick2(1, 3), p46 = pick2(4, 6), p57 = pick2(5, 7);
     __m128 acc = _mm_setzero_ps(); // lane 0: the scales' chain, lane 1: the mins' chain
     for (int b = 0; b < nb; b++) {
+        // the rows are read top to bottom, one stream per thread: fetching a few KB ahead kept
+        // the EPYC's memory busier than its own prefetchers did (Q4_K from DRAM, 2 threads:
+        // ~27 -> ~31 GB/s, against ~36 GB/s of plain streaming reads)
+        for (int l = 0; l < 3; l++)
+            _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH + 64 * l, _MM_HINT_T0);
         const __m128i scmn = unpack_k4_v(wb + b);
         const __m512i sc = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(scmn));
         const __m128i mn = _mm_cvtepu8_epi16(_mm_srli_si128(scmn, 8));
