@@ -21,6 +21,10 @@
 #include "ggufref_internal.h"
 #include "kquant_simd.h"
 
+// Decode reads each row top to bottom; the kernels fetch this many bytes ahead of the block
+// they are reading (see q4k_row).
+#define DECODE_PREFETCH 4096
+
 // F16C converts a half in one instruction (the scalar ggr_fp16_to_fp32 needs a dozen).
 static inline float h2f(ggml_half h) { return _cvtsh_ss(h); }
 
@@ -221,8 +225,6 @@ static void q4k_prepare_x(int nb, const block_q8_K *xb, q4k_xp *xp) {
     }
 }
 
-#define DECODE_PREFETCH 4096 // bytes ahead of the block being read
-
 static inline float q4k_row(int nb, const block_q4_K *wb, const q4k_xp *xp) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     // 16-bit lane pickers: register k of a block holds sub-blocks (0,2), (1,3), (4,6), (5,7)
@@ -326,6 +328,9 @@ q6_K_rows(int n, const block_q6_K *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT]; // 8 lanes, as ggml's AVX2 kernel: the same float sums, bit for bit
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK_K; b++) {
+        if (nt == 1) // decode walks rows top to bottom (ggr_dotr_q6_K_avx512): fetch ahead
+            for (int l = 0; l < 4; l++)
+                _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH + 64 * l, _MM_HINT_T0);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[b].scales));
         const __m512i scz = _mm512_castsi256_si512(sc16);
         __m512i q[4], scv[4]; // q[2 * half]: elements 0..63 of the half, q[2 * half + 1]: 64..127
@@ -371,6 +376,14 @@ float ggr_dot_q6_K_avx512(int n, const void *w, const void *x) {
 
 void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
     q6_K_rows(n, w, x, xs, GGR_NT, out);
+}
+
+// Decode over consecutive rows: the one-row kernel per row, so that the rows are read top to
+// bottom as one stream (as Q4_K's are) instead of as interleaved streams.
+void ggr_dotr_q6_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out) {
+    for (int r = 0; r < n_rows; r++)
+        q6_K_rows(n, (const block_q6_K *)(w + r * stride), x, 0, 1, out + r);
 }
 // end::dot_q6_K_avx512[]
 

@@ -215,6 +215,8 @@ void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_row
 size_t ggr_gemm_scratch_q4_K(int nb);
 void ggr_dotr_q4_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
                           float *out);
+void ggr_dotr_q6_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out);
 // Q6_K prefill in the order of llama.cpp's tiled K-quant kernel (ggml-cpu/tiled, 8+ tokens).
 void ggr_gemm_q6_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_rows,
                           const uint8_t *x, int64_t xs, int64_t n_tokens, float *y,

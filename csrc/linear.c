@@ -40,7 +40,7 @@ static const ggr_format FORMATS[] = {
 
     {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), N512(q6_K), NO_PANEL,
-     GEMM512(q6_K, 8, 1), NO_R}, // llama.cpp's tiled K-quant kernel from 8 tokens on
+     GEMM512(q6_K, 8, 1), R512(q6_K)}, // llama.cpp's tiled K-quant kernel from 8 tokens on
 };
 // end::format_table[]
 
