@@ -82,6 +82,8 @@ q5_0_rows(int n, const block_q5_0 *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
+        if (nt == 1 && b % 2 == 0) // decode: one stream per thread, fetched ahead (see q4k_row)
+            _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH, _MM_HINT_T0);
         const __m256i q = q5_0_quants(wb + b);
         const float dw = h2f(wb[b].d);
         for (int t = 0; t < nt; t++) {
@@ -102,6 +104,12 @@ float ggr_dot_q5_0_avx512(int n, const void *w, const void *x) {
 void ggr_dotn_q5_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
     q5_0_rows(n, w, x, xs, GGR_NT, out);
 }
+
+void ggr_dotr_q5_0_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out) { // rows top to bottom, one stream (as Q6_K)
+    for (int r = 0; r < n_rows; r++)
+        q5_0_rows(n, (const block_q5_0 *)(w + r * stride), x, 0, 1, out + r);
+}
 // end::dot_q5_0_avx512[]
 
 // Q8_0: the same chain as Q5_0.
@@ -110,6 +118,8 @@ q8_0_rows(int n, const block_q8_0 *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
+        if (nt == 1 && b % 2 == 0) // decode: one stream per thread, fetched ahead (see q4k_row)
+            _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH, _MM_HINT_T0);
         const __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);
         const float dw = h2f(wb[b].d);
         for (int t = 0; t < nt; t++) {
@@ -129,6 +139,12 @@ float ggr_dot_q8_0_avx512(int n, const void *w, const void *x) {
 
 void ggr_dotn_q8_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
     q8_0_rows(n, w, x, xs, GGR_NT, out);
+}
+
+void ggr_dotr_q8_0_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out) { // rows top to bottom, one stream (as Q6_K)
+    for (int r = 0; r < n_rows; r++)
+        q8_0_rows(n, (const block_q8_0 *)(w + r * stride), x, 0, 1, out + r);
 }
 
 // ---------------------------------------------------------------- K-quants
@@ -240,8 +256,10 @@ static inline float q4k_row(int nb, const block_q4_K *wb, const q4k_xp *xp) {
         const __m512i sc = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(scmn));
         const __m128i mn = _mm_cvtepu8_epi16(_mm_srli_si128(scmn, 8));
         const __m512i v0 = _mm512_loadu_si512(wb[b].qs), v1 = _mm512_loadu_si512(wb[b].qs + 64);
-        const __m512i q0 = _mm512_and_si512(v0, m4), q1 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
-        const __m512i q2 = _mm512_and_si512(v1, m4), q3 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4);
+        const __m512i q0 = _mm512_and_si512(v0, m4);
+        const __m512i q1 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
+        const __m512i q2 = _mm512_and_si512(v1, m4);
+        const __m512i q3 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4);
         const int8_t *x = xp[b].q;
         __m512i isum = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
                                            _mm512_maddubs_epi16(q0, _mm512_loadu_si512(x)),
@@ -255,7 +273,8 @@ static inline float q4k_row(int nb, const block_q4_K *wb, const q4k_xp *xp) {
         // exact integers: sum of the 16 lanes, and of the mins' 4 products, side by side
         const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(isum),
                                             _mm512_extracti64x4_epi64(isum, 1));
-        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        const __m128i s4 =
+            _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
         const __m128i m4v = _mm_madd_epi16(mn, xp[b].pairs);
         __m128i h = _mm_hadd_epi32(s4, m4v); // s01 s23 m01 m23
         h = _mm_hadd_epi32(h, h);            // isum imin isum imin

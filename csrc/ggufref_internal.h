@@ -215,6 +215,10 @@ void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_row
 size_t ggr_gemm_scratch_q4_K(int nb);
 void ggr_dotr_q4_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
                           float *out);
+void ggr_dotr_q5_0_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out);
+void ggr_dotr_q8_0_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
+                          float *out);
 void ggr_dotr_q6_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
                           float *out);
 // Q6_K prefill in the order of llama.cpp's tiled K-quant kernel (ggml-cpu/tiled, 8+ tokens).

@@ -26,19 +26,24 @@ static const ggr_format FORMATS[] = {
     {GGR_F32, "F32", 1, 4, ACT_F32, DOT2(f32), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_F16, "F16", 1, 2, ACT_F16R, DOT2(f16), NO_N, NO_PANEL, NO_GEMM, NO_R},
     {GGR_BF16, "BF16", 1, 2, ACT_BF16R, DOT2(bf16), NO_N, NO_PANEL, NO_GEMM, NO_R},
-    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOT3(q4_0), NO_N, NO_PANEL, NO_GEMM, NO_R},
-    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOT2(q4_1), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q4_0, "Q4_0", QK, sizeof(block_q4_0), ACT_Q8_0X, DOT3(q4_0), NO_N,
+     NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q4_1, "Q4_1", QK, sizeof(block_q4_1), ACT_Q8_1X, DOT2(q4_1), NO_N,
+     NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q5_0, "Q5_0", QK, sizeof(block_q5_0), ACT_Q8_0X, DOT3(q5_0), N512(q5_0),
-     PANEL512(q5_0, 16), NO_GEMM, NO_R},
-    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOT2(q5_1), NO_N, NO_PANEL, NO_GEMM, NO_R},
+     PANEL512(q5_0, 16), NO_GEMM, R512(q5_0)},
+    {GGR_Q5_1, "Q5_1", QK, sizeof(block_q5_1), ACT_Q8_1X, DOT2(q5_1), NO_N,
+     NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q8_0, "Q8_0", QK, sizeof(block_q8_0), ACT_Q8_0X, DOT3(q8_0), N512(q8_0), NO_PANEL,
-     NO_GEMM, NO_R},
-    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOT2(q2_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
-    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOT2(q3_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
+     NO_GEMM, R512(q8_0)},
+    {GGR_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), ACT_Q8_K, DOT2(q2_K), NO_N,
+     NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), ACT_Q8_K, DOT2(q3_K), NO_N,
+     NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), ACT_Q8_K, DOT3(q4_K), NO_N, NO_PANEL,
      GEMM512(q4_K, 4, 4), R512(q4_K)}, // llama.cpp repacks Q4_K: 4-token groups from 4 tokens
-
-    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N, NO_PANEL, NO_GEMM, NO_R},
+    {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N,
+     NO_PANEL, NO_GEMM, NO_R},
     {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), N512(q6_K), NO_PANEL,
      GEMM512(q6_K, 8, 1), R512(q6_K)}, // llama.cpp's tiled K-quant kernel from 8 tokens on
 };
@@ -395,8 +400,11 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
     const ggr_gemm_fn gemm = pick_gemm(f, isa);
     if (gemm && n_tokens >= f->gemm_min) {
         const int nb = (int)(cols / f->block_elems);
-        gemm_job gj = {gemm, pick_dot(f, isa), f->gemm_scratch(nb), w, nb, f->gemm_group, rows, cols,
-                       nb * (int64_t)f->block_bytes, xq, xq_row_bytes, n_tokens, y, 0};
+        gemm_job gj = {gemm,         pick_dot(f, isa), f->gemm_scratch(nb),
+                       w,            nb,               f->gemm_group,
+                       rows,         cols,             nb * (int64_t)f->block_bytes,
+                       xq,           xq_row_bytes,     n_tokens,
+                       y,            0};
         ggr_pool_run(gemm_tile, &gj, (rows + GGR_GEMM_ROWS - 1) / GGR_GEMM_ROWS);
         free(xq);
         return gj.failed ? GGR_ERR_NOMEM : GGR_OK;

@@ -186,13 +186,10 @@ static void q4k_pack_tile(int nb, const uint8_t *w, int64_t row_bytes, int n_row
             __m512i lo[8], hi[8];
             for (int i = 0; i < 8; i++) {
                 __m256i r0 = _mm256_setzero_si256(), r1 = _mm256_setzero_si256();
-                if (i < n_rows)
-                    r0 = _mm256_loadu_si256(
-                        (const __m256i *)(((const block_q4_K *)(w + i * row_bytes) + b)->qs + 32 * c));
-                if (i + 8 < n_rows)
-                    r1 = _mm256_loadu_si256(
-                        (const __m256i *)(((const block_q4_K *)(w + (i + 8) * row_bytes) + b)->qs +
-                                          32 * c));
+                const block_q4_K *b0 = (const block_q4_K *)(w + i * row_bytes) + b;
+                const block_q4_K *b1 = (const block_q4_K *)(w + (i + 8) * row_bytes) + b;
+                if (i < n_rows) r0 = _mm256_loadu_si256((const __m256i *)(b0->qs + 32 * c));
+                if (i + 8 < n_rows) r1 = _mm256_loadu_si256((const __m256i *)(b1->qs + 32 * c));
                 const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
                 lo[i] = _mm512_and_si512(z, m4);
                 hi[i] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
@@ -244,10 +241,10 @@ static void q4k_gemm4(int nb, const q4k_tile_block *tile, const block_q8_K *cons
             const __m512i mnv = _mm512_loadu_si512(tb->mn[p]);
             for (int k = 0; k < 4; k++) {
                 const int16_t *bs = x[k][b].bsums + 4 * p;
-                const uint32_t pair = (uint16_t)(bs[0] + bs[1]) | (uint32_t)(uint16_t)(bs[2] + bs[3])
-                                                                      << 16;
-                const __m512i isum =
-                    _mm512_add_epi32(_mm512_mullo_epi32(ia[k], sca), _mm512_mullo_epi32(ib[k], scb));
+                const uint32_t lo = (uint16_t)(bs[0] + bs[1]), hi = (uint16_t)(bs[2] + bs[3]);
+                const uint32_t pair = lo | hi << 16;
+                const __m512i isum = _mm512_add_epi32(_mm512_mullo_epi32(ia[k], sca),
+                                                      _mm512_mullo_epi32(ib[k], scb));
                 const __m512i imin = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mnv,
                                                          _mm512_set1_epi32((int32_t)pair));
                 acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dwdx[k], acc[k]);
@@ -284,9 +281,10 @@ void ggr_gemm_q4_K_avx512(int nb, const uint8_t *w, int64_t row_bytes, int n_row
 //   acc = fma(float(isum) * d_w, d_x, acc)
 // (its one-token kernel, dot_avx512.c, adds in another order). The source writes the last step
 // as add(acc, mul(.., d_x)); the compiler of llama.cpp's build fuses it (checked against
-// llama-cpp-python 0.3.36's outputs: the fused form matches bit for bit, the unfused does not). The tile holds the 16 rows'
-// unsigned quants u, 4 consecutive of each row per 32-bit lane as for Q4_K; the -32 is applied
-// per sub-block with the activations' bsums: sum (u - 32) x = sum u x - 32 bsum.
+// llama-cpp-python 0.3.36's outputs: the fused form matches bit for bit, the unfused does not).
+// The tile holds the 16 rows' unsigned quants u, 4 consecutive of each row per 32-bit lane as
+// for Q4_K; the -32 is applied per sub-block with the activations' bsums:
+// sum (u - 32) x = sum u x - 32 bsum.
 typedef struct {
     uint8_t q[16][4][64]; // [sub-block of 16][group of 4 quants][row * 4 + k]: unsigned 0..63
     int32_t sc[16][16];   // sub-block scales (signed), per row
