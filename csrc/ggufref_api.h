@@ -19,7 +19,6 @@
 
 int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
                int64_t n_tokens, float *y, int isa);
-int ggr_row_bytes(int qtype, int64_t cols, int64_t *out);
 int ggr_set_threads(int n);
 int ggr_get_threads(void);
 int ggr_cpu_features(void);
@@ -28,8 +27,7 @@ int ggr_force_isa(int isa);
 int ggr_current_isa(void);
 double ggr_stream_read(const uint8_t *buf, int64_t n_bytes);
 
-int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, int add_one,
-                 float *y);
+int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, float *y);
 int ggr_rope(float *x, const int32_t *pos, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
              int64_t n_rot, float theta_base, int neox, float freq_scale);
 int ggr_gelu_tanh_mul(const float *gate, const float *up, int64_t n, int exact, float *out);

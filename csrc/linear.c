@@ -55,14 +55,6 @@ const ggr_format *ggr_format_of(int qtype) {
     return NULL;
 }
 
-int ggr_row_bytes(int qtype, int64_t cols, int64_t *out) {
-    const ggr_format *f = ggr_format_of(qtype);
-    if (!f) return GGR_ERR_TYPE;
-    if (cols <= 0 || cols % f->block_elems) return GGR_ERR_SHAPE;
-    *out = cols / f->block_elems * f->block_bytes;
-    return GGR_OK;
-}
-
 // ---------------------------------------------------------------- instruction set choice
 static int g_forced_isa = -1; // -1: the best the CPU runs
 

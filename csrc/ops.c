@@ -28,21 +28,20 @@ typedef struct {
     const float *x, *w;
     int64_t n, d;
     float eps;
-    int add_one;
     float *y;
 } norm_job;
 
 // tag::rms_norm[]
-// y = x / sqrt(mean(x^2) + eps) * w   (w + 1 with add_one: Hugging Face Gemma checkpoints store
-// w - 1; GGUF files already store w). As in ggml: squares in float, their sum in double, the
-// mean and the scale in float, then y = (x * scale) * w.
+// y = x / sqrt(mean(x^2) + eps) * w (Gemma's "1 + w" is already applied in GGUF files). As in
+// ggml: squares in float, their sum in double, the mean and the scale in float, then
+// y = (x * scale) * w.
 static void rms_norm_row(const norm_job *j, int64_t r, double s0, double s1) {
     const float *x = j->x + r * j->d;
     float *y = j->y + r * j->d;
     const float mean = (float)((s0 + s1) / (double)j->d);
     const float scale = 1.0f / sqrtf(mean + j->eps);
     for (int64_t i = 0; i < j->d; i++)
-        y[i] = (x[i] * scale) * (j->add_one ? 1.0f + j->w[i] : j->w[i]);
+        y[i] = (x[i] * scale) * j->w[i];
 }
 
 // Rows 4 task .. 4 task + 3. Each row's sum is a chain of double additions (two: even and odd
@@ -78,10 +77,9 @@ static void rms_norm_rows(void *ctx, int64_t task) {
 }
 // end::rms_norm[]
 
-int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, int add_one,
-                 float *y) {
+int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, float *y) {
     if (n < 0 || d <= 0) return GGR_ERR_SHAPE;
-    norm_job j = {x, w, n, d, eps, add_one, y};
+    norm_job j = {x, w, n, d, eps, y};
     const int64_t tasks = (n + 3) / 4;
     if (n * d >= 65536)
         ggr_pool_run(rms_norm_rows, &j, tasks);

@@ -30,7 +30,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 
 from ggufref import formats, kernels
-from ggufref.bench_kernels import random_weight
+from ggufref.testing.weights import random_weight
 from ggufref.weights import QuantTensor
 
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)

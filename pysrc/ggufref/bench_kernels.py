@@ -24,6 +24,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from ggufref import formats, kernels
+from ggufref.testing.weights import FLOAT_FORMATS, random_weight
 from ggufref.weights import QuantTensor
 
 # (name, rows, cols) of the default model (Gemma 3 270M): rows = out_features, cols = in_features
@@ -37,35 +38,8 @@ MODEL_SHAPES = (
 )
 FORMATS = (T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0,
            T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)  # fmt: skip
-FLOAT_FORMATS = (T.F32, T.F16, T.BF16)
 MATMUL_TOKENS = (64, 256)
 STREAM_BYTES = 1 << 30
-
-
-def random_weight(
-    qtype: T, rows: int, cols: int, seed: int | np.random.Generator = 0
-) -> QuantTensor:
-    """Random valid blocks: random bytes with every half-precision scale set to a small value
-    (float formats: normal values). Also the kernel tests' weights."""
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    lay = formats.layout(qtype)
-    if qtype in FLOAT_FORMATS:
-        v = rng.standard_normal((rows, cols), dtype=np.float32)
-        if qtype == T.F32:
-            raw: np.ndarray = v
-        elif qtype == T.F16:
-            raw = v.astype(np.float16)
-        else:  # BF16: the top half of each float32
-            raw = (v.view(np.uint32) >> 16).astype(np.uint16)
-        return QuantTensor(qtype, (rows, cols), raw.view(np.uint8).reshape(rows, -1))
-    nb = cols // lay.block_elems
-    raw = rng.integers(0, 256, (rows, nb, lay.block_bytes), dtype=np.uint8)
-    for f in lay.fields:
-        if f.dtype == "f2":
-            start = lay.offsets()[f.name]
-            scale = rng.uniform(1e-3, 1e-2, (rows, nb, f.count)).astype(np.float16)
-            raw[:, :, start : start + 2 * f.count] = scale.view(np.uint8).reshape(rows, nb, -1)
-    return QuantTensor(qtype, (rows, cols), raw.reshape(rows, -1))
 
 
 def _time(fn: Callable[[], Any], min_time: float, max_reps: int = 200) -> float:

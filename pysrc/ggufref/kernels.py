@@ -222,10 +222,8 @@ def _fp(a: np.ndarray) -> Any:
 
 
 # tag::rms_norm[]
-def rms_norm(
-    x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray | None = None, add_one: bool = False
-) -> np.ndarray:
-    """y = x / sqrt(mean(x**2, axis=-1) + eps) * w   (w + 1 with add_one).
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """y = x / sqrt(mean(x**2, axis=-1) + eps) * w (GGUF files store Gemma's 1 + w already).
 
     x: float32 (n, d) or (d,); w: float32 (d,); returns float32 like x (out may be x itself).
     The sum of squares is accumulated in double (as ggml does), everything else in float32.
@@ -237,7 +235,7 @@ def rms_norm(
     _f32("w", w, (d,))
     out = _out("out", out, x.shape)
     n = 1 if x.ndim == 1 else x.shape[0]
-    _check(lib.ggr_rms_norm(_fp(x), _fp(w), n, d, eps, int(add_one), _fp(out)), "rms_norm")
+    _check(lib.ggr_rms_norm(_fp(x), _fp(w), n, d, eps, _fp(out)), "rms_norm")
     return out
 
 
