@@ -85,7 +85,7 @@ q5_0_rows(int n, const block_q5_0 *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
-        if (nt == 1 && b % 2 == 0) // decode: one stream per thread, fetched ahead (see q4k_row)
+        if (nt == 1 && b % 2 == 0) // decode: one stream per thread (DECODE_PREFETCH)
             _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH_LEGACY, _MM_HINT_T0);
         const __m256i q = q5_0_quants(wb + b);
         const float dw = h2f(wb[b].d);
@@ -121,7 +121,7 @@ q8_0_rows(int n, const block_q8_0 *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
-        if (nt == 1 && b % 2 == 0) // decode: one stream per thread, fetched ahead (see q4k_row)
+        if (nt == 1 && b % 2 == 0) // decode: one stream per thread (DECODE_PREFETCH)
             _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH_LEGACY, _MM_HINT_T0);
         const __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);
         const float dw = h2f(wb[b].d);
