@@ -86,7 +86,7 @@ q5_0_rows(int n, const block_q5_0 *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
-        if (nt == 1 && b % 2 == 0) // decode: one stream per thread (DECODE_PREFETCH)
+        if (nt == 1 && b % 2 == 0) // decode: one stream per thread (DECODE_PREFETCH_LEGACY)
             _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH_LEGACY, _MM_HINT_T0);
         const __m256i q = q5_0_quants(wb + b);
         const float dw = h2f(wb[b].d);
@@ -122,7 +122,7 @@ q8_0_rows(int n, const block_q8_0 *wb, const uint8_t *x, int64_t xs, int nt, flo
     __m256 acc[GGR_NT];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n / QK; b++) {
-        if (nt == 1 && b % 2 == 0) // decode: one stream per thread (DECODE_PREFETCH)
+        if (nt == 1 && b % 2 == 0) // decode: one stream per thread (DECODE_PREFETCH_LEGACY)
             _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH_LEGACY, _MM_HINT_T0);
         const __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);
         const float dw = h2f(wb[b].d);
@@ -169,46 +169,17 @@ static inline __m512i nibbles_64(const uint8_t *qs) {
 }
 
 // tag::dot_q4_K_avx512[]
-// Q4_K, one row, one token, rounded where llama.cpp rounds: llama.cpp repacks Q4_K rows eight at
-// a time and its one-token kernel (ggml_gemv_q4_K_8x8_q8_K) adds, per super-block, the exact
-// integer sums isum = sum_s sc_s (q . x)_s and imin = sum_s mn_s bsum_s into two float chains:
+// Q4_K, one token, rounded where llama.cpp rounds: llama.cpp repacks Q4_K rows eight at a time
+// and its one-token kernel (ggml_gemv_q4_K_8x8_q8_K) adds, per super-block, the exact integer
+// sums isum = sum_s sc_s (q . x)_s and imin = sum_s mn_s bsum_s into two float chains:
 //   acc = fma(float(isum), d_w * d_x, acc),  accm = fma(float(imin), dmin_w * d_x, accm)
-// and returns acc - accm. Same integers here, in 512-bit registers; same float operations.
-float ggr_dot_q4_K_avx512(int n, const void *w, const void *x) {
-    const block_q4_K *wb = w;
-    const block_q8_K *xb = x;
-    float acc = 0.0f, accm = 0.0f;
-    for (int b = 0; b < n / QK_K; b++) {
-        uint8_t sc[8], mn[8];
-        unpack_k4(wb[b].scales, sc, mn);
-        // the 8 scales as 16-bit lanes, repeated; permutexvar spreads two of them per chunk
-        const __m512i scz =
-            _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-        __m512i isum = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) { // 64 elements = sub-blocks 2c and 2c + 1
-            const __m512i p = _mm512_maddubs_epi16(nibbles_64(wb[b].qs + 32 * c),
-                                                   _mm512_loadu_si512(xb[b].qs + 64 * c));
-            isum = _mm512_dpwssd_epi32(isum, p,
-                                       _mm512_permutexvar_epi16(pick2(2 * c, 2 * c + 1), scz));
-        }
-        const float dx = xb[b].d;
-        acc = fmaf((float)_mm512_reduce_add_epi32(isum), h2f(wb[b].d) * dx, acc);
-        accm = fmaf((float)mins_dot_bsums(mn, xb[b].bsums), h2f(wb[b].dmin) * dx, accm);
-    }
-    return acc - accm;
-}
-// end::dot_q4_K_avx512[]
-
-// ---------------------------------------------------------------- Q4_K decode, several rows
-// tag::dotr_q4_K_avx512[]
-// The same results as ggr_dot_q4_K_avx512, row by row, with less work per block:
+// and returns acc - accm. Same integers here, in 512-bit registers; same float operations:
 //  - one 512-bit load of qs holds two chunks; its low nibbles are elements 0-31 and 64-95 of
 //    the 128, its high nibbles 32-63 and 96-127. The activations are rearranged into that
-//    order once per call (xp) instead of rearranging the weights in every row;
+//    order (q4k_xp), once per call of ggr_dotr_q4_K_avx512 for all its rows;
 //  - the 8 scales and 8 mins are unpacked in a register (no trip through memory);
-//  - the mins' bsum pairs are added once per call;
 //  - the two float chains (scales, mins) run in lanes 0 and 1 of one register: the same
-//    operations per lane as the scalar chains, so the same bits.
+//    operations per lane as two scalar chains, so the same bits.
 typedef struct {
     int8_t q[QK_K];   // activations in the nibble order above
     __m128i pairs;    // bsums[2s] + bsums[2s + 1], s = 0..7 (int16)
@@ -281,8 +252,30 @@ static inline __m128i fold16(__m512i v) {
     return _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
 }
 
-// Two rows side by side: the float chains of row 0 in lanes 0 (scales) and 1 (mins), of row 1
-// in lanes 2 and 3; each lane sees the same operations as the one-row kernel's chains.
+float ggr_dot_q4_K_avx512(int n, const void *w, const void *x) {
+    const block_q4_K *wb = w;
+    const block_q8_K *xb = x;
+    __m128 acc = _mm_setzero_ps(); // lane 0: the scales' chain, lane 1: the mins' chain
+    for (int b = 0; b < n / QK_K; b++) {
+        q4k_xp xp;
+        q4k_prepare_x(1, xb + b, &xp);
+        __m128i m;
+        const __m512i isum = q4k_block(wb + b, xp.q, &m, xp.pairs);
+        const __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(fold16(isum), m), _mm_setzero_si128());
+        uint32_t dd; // d and dmin: the block's first 4 bytes
+        memcpy(&dd, &wb[b].d, 4);
+        const __m128 dwm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(h), _mm_mul_ps(dwm, _mm_set1_ps(xp.d)), acc);
+    }
+    return _mm_cvtss_f32(acc) - _mm_cvtss_f32(_mm_movehdup_ps(acc));
+}
+// end::dot_q4_K_avx512[]
+
+// ---------------------------------------------------------------- Q4_K decode, several rows
+// tag::dotr_q4_K_avx512[]
+// Decode: the activations are rearranged once for all the call's rows, and two rows share each
+// block loop: the float chains of row 0 in lanes 0 (scales) and 1 (mins), of row 1 in lanes 2
+// and 3; each lane sees the same operations as the one-row kernel's chains.
 static void q4k_rows2(int nb, const block_q4_K *w0, const block_q4_K *w1, const q4k_xp *xp,
                       float out[2]) {
     __m128 acc = _mm_setzero_ps();
@@ -367,68 +360,55 @@ static inline __m512i pick4(int k) {
 }
 
 // tag::dot_q6_K_avx512[]
-static inline __attribute__((always_inline)) void
-q6_K_rows(int n, const block_q6_K *wb, const uint8_t *x, int64_t xs, int nt, float *out) {
+// Q6_K, one row, one token, in the lane order of ggml's one-token kernel (llama.cpp's prefill
+// from 8 tokens on takes another order: prefill_avx512.c, q6_K_gemm).
+float ggr_dot_q6_K_avx512(int n, const void *w, const void *x) {
+    const block_q6_K *wb = w;
+    const block_q8_K *xb = x;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
-    __m256 acc[GGR_NT]; // 8 lanes, as ggml's AVX2 kernel: the same float sums, bit for bit
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(); // 8 lanes, as ggml's AVX2 kernel: the same float sums
     for (int b = 0; b < n / QK_K; b++) {
-        if (nt == 1) // decode walks rows top to bottom (ggr_dotr_q6_K_avx512): fetch ahead
-            for (int l = 0; l < 4; l++)
-                _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH + 64 * l, _MM_HINT_T1);
+        // decode walks rows top to bottom (ggr_dotr_q6_K_avx512): fetch ahead (DECODE_PREFETCH)
+        for (int l = 0; l < 4; l++)
+            _mm_prefetch((const char *)(wb + b) + DECODE_PREFETCH + 64 * l, _MM_HINT_T1);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[b].scales));
         const __m512i scz = _mm512_castsi256_si512(sc16);
-        __m512i q[4], scv[4]; // q[2 * half]: elements 0..63 of the half, q[2 * half + 1]: 64..127
-        for (int half = 0; half < 2; half++) {
+        // q - 32: start from -32 * sum_s sc_s bsum_s
+        const __m256i off = _mm256_slli_epi32(
+            _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)xb[b].bsums)), 5);
+        __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+        for (int half = 0; half < 2; half++) { // elements 128 half .. 128 half + 127
             __m512i ql = _mm512_loadu_si512(wb[b].ql + 64 * half);
             __m256i qh = _mm256_loadu_si256((const __m256i *)(wb[b].qh + 32 * half));
             __m512i qhz =
                 _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-            // low nibbles | qh bits (0-1, then 2-3) << 4; high nibbles | qh bits (4-5, then 6-7) <<
-            // 4
-            q[2 * half] = _mm512_or_si512(_mm512_and_si512(ql, m4),
-                                          _mm512_and_si512(_mm512_slli_epi16(qhz, 4), m2));
-            q[2 * half + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                              _mm512_and_si512(qhz, m2));
-            scv[2 * half] = _mm512_permutexvar_epi16(pick4(2 * half), scz);
-            scv[2 * half + 1] = _mm512_permutexvar_epi16(pick4(2 * half + 1), scz);
-        }
-        const float dw = h2f(wb[b].d);
-        for (int t = 0; t < nt; t++) {
-            const block_q8_K *xb = (const block_q8_K *)(x + t * xs) + b;
-            // q - 32: start from -32 * sum_s sc_s bsum_s
-            __m256i off = _mm256_slli_epi32(
-                _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)xb->bsums)), 5);
-            __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
-            for (int k = 0; k < 4; k++) {
-                __m512i p = _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(xb->qs + 64 * k));
-                isum = _mm512_dpwssd_epi32(isum, p, scv[k]);
+            // low nibbles | qh bits (0-1, then 2-3) << 4: elements 0..63 of the half;
+            // high nibbles | qh bits (4-5, then 6-7) << 4: elements 64..127
+            const __m512i q[2] = {
+                _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                _mm512_and_si512(_mm512_slli_epi16(qhz, 4), m2)),
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                _mm512_and_si512(qhz, m2))};
+            for (int k = 0; k < 2; k++) {
+                const int c = 2 * half + k; // 64 elements = sub-blocks 4c .. 4c + 3
+                __m512i p = _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(xb[b].qs + 64 * c));
+                isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(pick4(c), scz));
             }
-            // lane m + 8 holds the next 32 elements' lane m: fold (exact, in integers)
-            const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(isum),
-                                                   _mm512_extracti64x4_epi64(isum, 1));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xb->d * dw), _mm256_cvtepi32_ps(lanes), acc[t]);
         }
+        // lane m + 8 holds the next 32 elements' lane m: fold (exact, in integers)
+        const __m256i lanes =
+            _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(xb[b].d * h2f(wb[b].d)), _mm256_cvtepi32_ps(lanes),
+                              acc);
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum256_ps(acc[t]);
-}
-
-float ggr_dot_q6_K_avx512(int n, const void *w, const void *x) {
-    float out;
-    q6_K_rows(n, w, x, 0, 1, &out);
-    return out;
-}
-
-void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out) {
-    q6_K_rows(n, w, x, xs, GGR_NT, out);
+    return hsum256_ps(acc);
 }
 
 // Decode over consecutive rows: the one-row kernel per row, so that the rows are read top to
 // bottom as one stream (as Q4_K's are) instead of as interleaved streams.
 void ggr_dotr_q6_K_avx512(int n, const uint8_t *w, int64_t stride, int n_rows, const void *x,
                           float *out) {
-    for (int r = 0; r < n_rows; r++)
-        q6_K_rows(n, (const block_q6_K *)(w + r * stride), x, 0, 1, out + r);
+    for (int r = 0; r < n_rows; r++) out[r] = ggr_dot_q6_K_avx512(n, w + r * stride, x);
 }
 // end::dot_q6_K_avx512[]
 

@@ -198,7 +198,6 @@ float ggr_dot_q5_K_avx512(int n, const void *w, const void *x);
 float ggr_dot_q6_K_avx512(int n, const void *w, const void *x);
 void ggr_dotn_q5_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 void ggr_dotn_q8_0_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
-void ggr_dotn_q6_K_avx512(int n, const void *w, const void *x, int64_t xs, float *out);
 
 // Prefill panels (prefill_avx512.c): 8 tokens' Q8_0 activations per block, side by side.
 typedef struct ggr_panel8 {

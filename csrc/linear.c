@@ -44,7 +44,7 @@ static const ggr_format FORMATS[] = {
      GEMM512(q4_K, 4, 4), R512(q4_K)}, // llama.cpp repacks Q4_K: 4-token groups from 4 tokens
     {GGR_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), ACT_Q8_K, DOT3(q5_K), NO_N,
      NO_PANEL, NO_GEMM, NO_R},
-    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), N512(q6_K), NO_PANEL,
+    {GGR_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), ACT_Q8_K, DOT3(q6_K), NO_N, NO_PANEL,
      GEMM512(q6_K, 8, 1), R512(q6_K)}, // llama.cpp's tiled K-quant kernel from 8 tokens on
 };
 // end::format_table[]
@@ -66,38 +66,13 @@ int ggr_force_isa(int isa) {
 
 int ggr_current_isa(void) { return g_forced_isa >= 0 ? g_forced_isa : ggr_best_isa(); }
 
-static ggr_dot_fn pick_dot(const ggr_format *f, int isa) {
-    for (int level = isa; level >= 0; level--)
-        if (f->dot[level]) return f->dot[level];
-    return NULL;
-}
-
-// The multi-token kernel of the level pick_dot chose, if that level has one.
-static ggr_dotn_fn pick_dotn(const ggr_format *f, int isa) {
-    for (int level = isa; level >= 0; level--)
-        if (f->dot[level]) return f->dotn[level];
-    return NULL;
-}
-
-// The several-rows decode kernel of the level pick_dot chose, if that level has one.
-static ggr_dotr_fn pick_dotr(const ggr_format *f, int isa) {
-    for (int level = isa; level >= 0; level--)
-        if (f->dot[level]) return f->dotr[level];
-    return NULL;
-}
-
-// The prefill panel of the level pick_dot chose, if that level has one.
-static ggr_panel_fn pick_panel(const ggr_format *f, int isa) {
-    for (int level = isa; level >= 0; level--)
-        if (f->dot[level]) return f->act == ACT_Q8_0X ? f->panel[level] : NULL;
-    return NULL;
-}
-
-// The prefill tile kernel of the level pick_dot chose, if that level has one.
-static ggr_gemm_fn pick_gemm(const ggr_format *f, int isa) {
-    for (int level = isa; level >= 0; level--)
-        if (f->dot[level]) return f->gemm[level];
-    return NULL;
+// The level whose kernels run: the highest up to `isa` that has a one-row kernel for the
+// format (every format has a scalar one). That level's other kernels (dotn, dotr, panel, gemm)
+// go with it, or none of that kind.
+static int pick_level(const ggr_format *f, int isa) {
+    int level = isa;
+    while (level > 0 && !f->dot[level]) level--;
+    return level;
 }
 
 // ---------------------------------------------------------------- activations
@@ -228,10 +203,9 @@ static void dot_tile(void *ctx, int64_t task) {
             continue;
         }
         const int64_t part = (r1 - r0) / DECODE_STREAMS; // rows per stream
-        for (int64_t r = r0; r < r0 + part; r++) {
+        for (int64_t r = r0; r < r0 + part; r++)
             for (int s = 0; s < DECODE_STREAMS; s++)
                 yt[r + s * part] = j->dot((int)j->cols, j->w + (r + s * part) * j->row_bytes, xt);
-        }
         for (int64_t r = r0 + DECODE_STREAMS * part; r < r1; r++) // the remainder, in order
             yt[r] = j->dot((int)j->cols, j->w + r * j->row_bytes, xt);
     }
@@ -389,10 +363,11 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
     }
 
     // 2. dot products, tiled over rows and tokens
-    const ggr_gemm_fn gemm = pick_gemm(f, isa);
+    const int level = pick_level(f, isa);
+    const ggr_gemm_fn gemm = f->gemm[level];
     if (gemm && n_tokens >= f->gemm_min) {
         const int nb = (int)(cols / f->block_elems);
-        gemm_job gj = {gemm,         pick_dot(f, isa), f->gemm_scratch(nb),
+        gemm_job gj = {gemm,         f->dot[level],    f->gemm_scratch(nb),
                        w,            nb,               f->gemm_group,
                        rows,         cols,             nb * (int64_t)f->block_bytes,
                        xq,           xq_row_bytes,     n_tokens,
@@ -401,15 +376,15 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
         free(xq);
         return gj.failed ? GGR_ERR_NOMEM : GGR_OK;
     }
-    const ggr_panel_fn panel = pick_panel(f, isa);
+    const ggr_panel_fn panel = f->act == ACT_Q8_0X ? f->panel[level] : NULL;
     if (panel && n_tokens >= 8 &&
         linear_panels(f, panel, w, rows, cols, xq, n_tokens, y, threads) == GGR_OK) {
         free(xq);
         return GGR_OK;
     }
     const int64_t row_bytes = cols / f->block_elems * f->block_bytes;
-    dot_job dj = {pick_dot(f, isa), pick_dotn(f, isa), pick_dotr(f, isa), w, rows, cols,
-                  row_bytes,        xq,                xq_row_bytes,      n_tokens, y, 0, 0, 0};
+    dot_job dj = {f->dot[level], f->dotn[level], f->dotr[level], w, rows, cols, row_bytes,
+                  xq,            xq_row_bytes,   n_tokens,       y, 0,    0,    0};
     pick_tiles(&dj, threads);
     const int64_t n_token_blocks = (n_tokens + dj.tile_tokens - 1) / dj.tile_tokens;
     ggr_pool_run(dot_tile, &dj, n_token_blocks * dj.n_row_tiles);
