@@ -19,6 +19,9 @@
 
 int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
                int64_t n_tokens, float *y, int isa);
+#define GGR_MANY_MAX 8 // most weights one ggr_linear_many call takes
+int ggr_linear_many(int n, const int *qtypes, const uint8_t *const *ws, const int64_t *rows,
+                    int64_t cols, const float *x, int64_t n_tokens, float *const *ys, int isa);
 int ggr_set_threads(int n);
 int ggr_get_threads(void);
 int ggr_cpu_features(void);

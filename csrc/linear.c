@@ -336,31 +336,64 @@ static void pick_tiles(dot_job *j, int threads) {
     j->tile_tokens = tokens < GGR_NT ? GGR_NT : tokens;
 }
 
+// Activations -> the format's activation type (xq), once per call. *xq is x itself for F32
+// weights (nothing to convert), else a buffer the caller frees.
+static int quantize_activations(const ggr_format *f, const float *x, int64_t cols,
+                                int64_t n_tokens, int isa, uint8_t **xq) {
+    if (f->act == ACT_F32) {
+        *xq = (uint8_t *)x;
+        return GGR_OK;
+    }
+    const int64_t xq_row_bytes = act_row_bytes(f, cols);
+    *xq = aligned_alloc(64, (size_t)((n_tokens * xq_row_bytes + 63) / 64 * 64));
+    if (!*xq) return GGR_ERR_NOMEM;
+    quant_job qj = {f, x, cols, *xq, xq_row_bytes, isa};
+    if (n_tokens >= 4)
+        ggr_pool_run(quantize_row, &qj, n_tokens);
+    else
+        for (int64_t t = 0; t < n_tokens; t++) quantize_row(&qj, t);
+    return GGR_OK;
+}
+
+// 1 if this many tokens take the format's prefill tile or panel kernel, not dot_tile.
+static int takes_prefill_kernel(const ggr_format *f, int level, int64_t n_tokens) {
+    return (f->gemm[level] && n_tokens >= f->gemm_min) ||
+           (f->act == ACT_Q8_0X && f->panel[level] && n_tokens >= 8);
+}
+
+static dot_job make_dot_job(const ggr_format *f, int level, const uint8_t *w, int64_t rows,
+                            int64_t cols, const uint8_t *xq, int64_t n_tokens, float *y,
+                            int threads) {
+    const int64_t row_bytes = cols / f->block_elems * f->block_bytes;
+    dot_job dj = {f->dot[level],         f->dotn[level], f->dotr[level], w, rows, cols, row_bytes,
+                  xq,                    act_row_bytes(f, cols),         n_tokens,
+                  y,                     0,              0,              0};
+    pick_tiles(&dj, threads);
+    return dj;
+}
+
+static int check_args(const ggr_format *f, int64_t rows, int64_t cols, int64_t n_tokens,
+                      int *isa) {
+    if (!f) return GGR_ERR_TYPE;
+    if (rows <= 0 || cols <= 0 || n_tokens <= 0 || cols % f->block_elems || cols > INT32_MAX)
+        return GGR_ERR_SHAPE;
+    if (*isa < 0) *isa = ggr_current_isa();
+    if (*isa >= ISA_COUNT || *isa > ggr_best_isa()) return GGR_ERR_ISA;
+    return GGR_OK;
+}
+
 // tag::linear[]
 int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
                int64_t n_tokens, float *y, int isa) {
     const ggr_format *f = ggr_format_of(qtype);
-    if (!f) return GGR_ERR_TYPE;
-    if (rows <= 0 || cols <= 0 || n_tokens <= 0 || cols % f->block_elems || cols > INT32_MAX)
-        return GGR_ERR_SHAPE;
-    if (isa < 0) isa = ggr_current_isa();
-    if (isa >= ISA_COUNT || isa > ggr_best_isa()) return GGR_ERR_ISA;
+    const int bad = check_args(f, rows, cols, n_tokens, &isa);
+    if (bad) return bad;
     const int threads = ggr_pool_threads();
 
     // 1. activations -> the format's activation type, once per call
-    const int64_t xq_row_bytes = act_row_bytes(f, cols);
     uint8_t *xq = NULL;
-    if (f->act == ACT_F32) {
-        xq = (uint8_t *)x;
-    } else {
-        xq = aligned_alloc(64, (size_t)((n_tokens * xq_row_bytes + 63) / 64 * 64));
-        if (!xq) return GGR_ERR_NOMEM;
-        quant_job qj = {f, x, cols, xq, xq_row_bytes, isa};
-        if (n_tokens >= 4)
-            ggr_pool_run(quantize_row, &qj, n_tokens);
-        else
-            for (int64_t t = 0; t < n_tokens; t++) quantize_row(&qj, t);
-    }
+    if (quantize_activations(f, x, cols, n_tokens, isa, &xq)) return GGR_ERR_NOMEM;
+    const int64_t xq_row_bytes = act_row_bytes(f, cols);
 
     // 2. dot products, tiled over rows and tokens
     const int level = pick_level(f, isa);
@@ -382,10 +415,7 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
         free(xq);
         return GGR_OK;
     }
-    const int64_t row_bytes = cols / f->block_elems * f->block_bytes;
-    dot_job dj = {f->dot[level], f->dotn[level], f->dotr[level], w, rows, cols, row_bytes,
-                  xq,            xq_row_bytes,   n_tokens,       y, 0,    0,    0};
-    pick_tiles(&dj, threads);
+    dot_job dj = make_dot_job(f, level, w, rows, cols, xq, n_tokens, y, threads);
     const int64_t n_token_blocks = (n_tokens + dj.tile_tokens - 1) / dj.tile_tokens;
     ggr_pool_run(dot_tile, &dj, n_token_blocks * dj.n_row_tiles);
 
@@ -393,6 +423,72 @@ int ggr_linear(int qtype, const uint8_t *w, int64_t rows, int64_t cols, const fl
     return GGR_OK;
 }
 // end::linear[]
+
+// ---------------------------------------------------------------- several weights, one input
+// tag::linear_many[]
+// y_i = x W_i^T for weights that share their input (a layer's Q, K and V; gate and up): the
+// same numbers as one ggr_linear call per weight, bit for bit (every row meets the same kernel
+// and the same quantized activations), but for decode the activations are quantized once per
+// activation type and all the weights' row tiles go to the thread pool as one job. A decode
+// step then pays the pool's start and its end (threads waiting for the last tile) once for
+// Q, K and V instead of three times: K and V are small (a few hundred KB), and a small matrix
+// is mostly start and end. Prefill (the tile and panel kernels) takes one call per weight.
+typedef struct {
+    dot_job jobs[GGR_MANY_MAX];
+    int64_t first[GGR_MANY_MAX + 1]; // jobs[i] owns tasks first[i] .. first[i + 1] - 1
+    int n;
+} many_job;
+
+static void many_tile(void *ctx, int64_t task) {
+    const many_job *m = ctx;
+    int i = 0;
+    while (task >= m->first[i + 1]) i++;
+    dot_tile((void *)&m->jobs[i], task - m->first[i]);
+}
+
+int ggr_linear_many(int n, const int *qtypes, const uint8_t *const *ws, const int64_t *rows,
+                    int64_t cols, const float *x, int64_t n_tokens, float *const *ys, int isa) {
+    if (n <= 0 || n > GGR_MANY_MAX) return GGR_ERR_SHAPE;
+    const ggr_format *f[GGR_MANY_MAX];
+    int level[GGR_MANY_MAX], prefill = 0;
+    for (int i = 0; i < n; i++) {
+        f[i] = ggr_format_of(qtypes[i]);
+        const int bad = check_args(f[i], rows[i], cols, n_tokens, &isa);
+        if (bad) return bad;
+        level[i] = pick_level(f[i], isa);
+        prefill |= takes_prefill_kernel(f[i], level[i], n_tokens);
+    }
+    if (prefill) { // each weight through ggr_linear: its own tile or panel kernel
+        for (int i = 0; i < n; i++) {
+            const int st = ggr_linear(qtypes[i], ws[i], rows[i], cols, x, n_tokens, ys[i], isa);
+            if (st) return st;
+        }
+        return GGR_OK;
+    }
+    const int threads = ggr_pool_threads();
+    uint8_t *xq[GGR_MANY_MAX] = {0}; // one buffer per activation type: weights share it
+    int st = GGR_OK;
+    many_job m = {.n = n};
+    for (int i = 0; i < n && !st; i++) {
+        for (int k = 0; k < i && !xq[i]; k++)
+            if (f[k]->act == f[i]->act) xq[i] = xq[k];
+        if (!xq[i]) st = quantize_activations(f[i], x, cols, n_tokens, isa, &xq[i]);
+        if (st) break;
+        m.jobs[i] = make_dot_job(f[i], level[i], ws[i], rows[i], cols, xq[i], n_tokens, ys[i],
+                                 threads);
+        const dot_job *j = &m.jobs[i];
+        m.first[i + 1] =
+            m.first[i] + (n_tokens + j->tile_tokens - 1) / j->tile_tokens * j->n_row_tiles;
+    }
+    if (!st) ggr_pool_run(many_tile, &m, m.first[n]);
+    for (int i = 0; i < n; i++) { // free each buffer once (shared ones appear more than once)
+        int owner = xq[i] != (const uint8_t *)x;
+        for (int k = 0; k < i && owner; k++) owner = xq[k] != xq[i];
+        if (owner) free(xq[i]);
+    }
+    return st;
+}
+// end::linear_many[]
 
 // ---------------------------------------------------------------- memory bandwidth probe
 // Sum a buffer as 64-bit words on every pool thread: the speed a matvec can at best reach,

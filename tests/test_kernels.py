@@ -549,6 +549,54 @@ def test_out_parameter_is_filled() -> None:
     np.testing.assert_array_equal(out, kernels.linear(x, w))
 
 
+# ---------------------------------------------------------------- several weights, one input
+@pytest.mark.parametrize("n_tokens", [1, 2, 3, 4, 8, 9])
+@pytest.mark.parametrize("isa", ISAS)
+def test_linear_many_is_linear_per_weight(n_tokens: int, isa: str) -> None:
+    """linear_many(x, Ws) gives each weight's linear(x, W) bit for bit: mixed formats (two
+    activation types, weights with and without several-rows and prefill kernels), row counts
+    that are not a multiple of any tile, token counts on both sides of every prefill kernel's
+    threshold, every instruction set."""
+    rng = np.random.default_rng(11)
+    cols = 512
+    ws = (
+        random_weight(T.Q4_K, 301, cols, rng),
+        random_weight(T.Q6_K, 37, cols, rng),
+        random_weight(T.Q8_0, 70, cols, rng),
+        random_weight(T.Q5_0, 9, cols, rng),
+        random_weight(T.F16, 5, cols, rng),
+        random_weight(T.Q4_K, 3, cols, rng),
+    )
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+    try:
+        kernels.force_isa(isa)
+        got = kernels.linear_many(x, ws)
+        expected = [kernels.linear(x, w) for w in ws]
+        got_1d = kernels.linear_many(x[0], ws[:2])
+        expected_1d = [kernels.linear(x[0], w) for w in ws[:2]]
+    finally:
+        kernels.force_isa(None)
+    assert len(got) == len(ws)
+    for g, e, w in zip(got, expected, ws, strict=True):
+        assert g.shape == (n_tokens, w.shape[0])
+        np.testing.assert_array_equal(g, e)
+    for g, e in zip(got_1d, expected_1d, strict=True):
+        assert g.shape == e.shape
+        np.testing.assert_array_equal(g, e)
+
+
+def test_linear_many_refuses_mismatched_inputs() -> None:
+    rng = np.random.default_rng(12)
+    a, b = random_weight(T.Q4_K, 8, 256, rng), random_weight(T.Q4_K, 8, 512, rng)
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"\(2, 256\).*\(8, 512\) needs \(n_tokens, 512\)"):
+        kernels.linear_many(x, (a, b))
+    with pytest.raises(ValueError, match=r"float32"):
+        kernels.linear_many(x.astype(np.float64), (a,))
+    many = [a] * 9  # more than one C call takes: falls back to one call per weight
+    assert all(np.array_equal(y, kernels.linear(x, a)) for y in kernels.linear_many(x, many))
+
+
 def test_weight_checks_are_remembered_per_object() -> None:
     """linear() checks a weight once and keeps its pointer while the weight lives; a new weight
     (even at a recycled id) is checked and read afresh, and a dead one leaves the cache."""

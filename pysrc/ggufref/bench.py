@@ -400,17 +400,22 @@ def profile_decode(
     output = e.model.output
     originals = {
         n: getattr(FastOps, n)
-        for n in ("rms_norm", "rope", "attention", "gelu_mul", "silu_mul", "linear")
+        for n in ("rms_norm", "rope", "attention", "gelu_mul", "silu_mul", "linear", "linear_many")
     }
     for name, fn in originals.items():
-        if name != "linear":
+        if not name.startswith("linear"):
             setattr(FastOps, name, staticmethod(timed(name, fn)))
 
     def linear(x: Any, w: Any) -> Any:
         key = "linear (output)" if w is output else f"linear {w.qtype.name}"
         return timed(key, originals["linear"])(x, w)
 
+    def linear_many(x: Any, ws: Any) -> Any:
+        key = "linear " + "+".join(w.qtype.name for w in ws)
+        return timed(key, originals["linear_many"])(x, ws)
+
     FastOps.linear = staticmethod(linear)  # type: ignore[assignment]
+    FastOps.linear_many = staticmethod(linear_many)  # type: ignore[assignment]
     e.model.cache.store = timed("kv store", e.model.cache.store)  # type: ignore[method-assign]
     e.model.embed = timed("embed", e.model.embed)  # type: ignore[method-assign]
     try:

@@ -170,6 +170,49 @@ def linear(
 # end::linear[]
 
 
+# tag::linear_many[]
+def linear_many(x: np.ndarray, ws: tuple[_Weight, ...] | list[_Weight]) -> list[np.ndarray]:
+    """[x @ W.T for W in ws]: weights that share their input (Q, K, V; gate, up) in one call.
+
+    The results are linear(x, W)'s bit for bit; a decode step quantizes x once and hands every
+    weight's row tiles to the thread pool as one job (see ggr_linear_many in csrc/linear.c).
+    x: float32 (T, cols) or (cols,); every W has `cols` columns. Returns one array per weight.
+    """
+    if any(isinstance(w, DenseTensor) for w in ws) or not 1 <= len(ws) <= lib.GGR_MANY_MAX:
+        return [linear(x, w) for w in ws]
+    args = [_weight_args(w) for w in ws]
+    cols = args[0][2]
+    _f32("x", x)
+    for w, (_, _, c, _) in zip(ws, args, strict=True):
+        if x.ndim not in (1, 2) or x.shape[-1] != c or c != cols:
+            raise ValueError(
+                f"x has shape {x.shape}, weight {tuple(w.shape)} needs (n_tokens, {c})"
+            )
+    n_tokens = 1 if x.ndim == 1 else x.shape[0]
+    outs = [np.empty((r,) if x.ndim == 1 else (n_tokens, r), np.float32) for _, r, _, _ in args]
+    if n_tokens == 0:
+        return outs
+    status = lib.ggr_linear_many(
+        len(ws),
+        [a[0] for a in args],
+        [a[3] for a in args],
+        [a[1] for a in args],
+        cols,
+        ffi.from_buffer("float[]", x),
+        n_tokens,
+        [ffi.from_buffer("float[]", o, require_writable=True) for o in outs],
+        -1,
+    )
+    if status != lib.GGR_OK:
+        _check(
+            status, "linear " + ", ".join(f"{formats.layout(w.qtype).name} {w.shape}" for w in ws)
+        )
+    return outs
+
+
+# end::linear_many[]
+
+
 # ---------------------------------------------------------------- threads, CPU, ISA
 def set_threads(n: int) -> int:
     """Resize the thread pool (n <= 0: one per core). Returns the number of threads running."""

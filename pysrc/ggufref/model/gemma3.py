@@ -34,9 +34,10 @@ def forward(
         base, window = (cfg.rope_base_local, cfg.sliding_window) if local else (cfg.rope_base, 0)
         scale = 1.0 if local else cfg.rope_freq_scale
         h = ops.rms_norm(x, lw.attn_norm, cfg.rms_eps)
-        q = ops.linear(h, lw.wq).reshape(n, cfg.n_head, cfg.head_dim)
-        k = ops.linear(h, lw.wk).reshape(n, cfg.n_head_kv, cfg.head_dim)
-        v = ops.linear(h, lw.wv).reshape(n, cfg.n_head_kv, cfg.head_dim_v)
+        q, k, v = ops.linear_many(h, (lw.wq, lw.wk, lw.wv))
+        q = q.reshape(n, cfg.n_head, cfg.head_dim)
+        k = k.reshape(n, cfg.n_head_kv, cfg.head_dim)
+        v = v.reshape(n, cfg.n_head_kv, cfg.head_dim_v)
         q = ops.rope(ops.rms_norm(q, q_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
         k = ops.rope(ops.rms_norm(k, k_norm, cfg.rms_eps), pos, base, cfg.rope_neox, scale)
         q = q * np.float32(cfg.attn_scale)  # gemma scales Q, then attends with scale 1
@@ -45,7 +46,8 @@ def forward(
         o = ops.rms_norm(ops.linear(a.reshape(n, -1), lw.wo), post_attn_norm, cfg.rms_eps)
         x = x + o  # gemma: norm after attention, then residual
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)
-        f = ops.linear(ops.gelu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)), lw.w_down)
+        gate, up = ops.linear_many(h, (lw.w_gate, lw.w_up))
+        f = ops.linear(ops.gelu_mul(gate, up), lw.w_down)
         x = x + ops.rms_norm(f, post_ffn_norm, cfg.rms_eps)  # gemma: norm after FFN too
     if not all_logits:
         x = x[-1:]

@@ -1,7 +1,8 @@
 """Stage 6c: the llama family forward pass — llama, mistral, qwen2 (QKV biases), qwen3 (QK norm).
 
 Legend: n = tokens in this pass, e = n_embd, h = n_head, g = n_head_kv, hd = head_dim, f = n_ff,
-V = n_vocab. Every matmul is ``linear(x, W)`` on the quantized weight: y = x @ W.T.
+V = n_vocab. Every matmul is ``linear(x, W)`` on the quantized weight: y = x @ W.T;
+``linear_many(x, Ws)`` is the same for weights that share an input (Q, K, V; gate, up).
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ def forward(
     for il, lw in enumerate(m.layers):
         # attention block: x += Wo . attn(rope(Wq.h), rope(Wk.h), Wv.h), h = norm(x)
         h = ops.rms_norm(x, lw.attn_norm, cfg.rms_eps)
-        q = ops.linear(h, lw.wq)  # (n, h*hd)
-        k = ops.linear(h, lw.wk)  # (n, g*hd)
-        v = ops.linear(h, lw.wv)  # (n, g*hd)
+        q, k, v = ops.linear_many(h, (lw.wq, lw.wk, lw.wv))  # (n, h*hd), (n, g*hd), (n, g*hd)
         if lw.bq is not None and lw.bk is not None and lw.bv is not None:  # qwen2
             q, k, v = q + lw.bq, k + lw.bk, v + lw.bv
         q = q.reshape(n, cfg.n_head, cfg.head_dim)
@@ -44,9 +43,8 @@ def forward(
         x = x + ops.linear(a.reshape(n, -1), lw.wo)
         # feed-forward block: x += W_down . (silu(W_gate.h) * W_up.h), h = norm(x)
         h = ops.rms_norm(x, lw.ffn_norm, cfg.rms_eps)
-        x = x + ops.linear(
-            ops.silu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up)), lw.w_down
-        )
+        gate, up = ops.linear_many(h, (lw.w_gate, lw.w_up))  # (n, f) each
+        x = x + ops.linear(ops.silu_mul(gate, up), lw.w_down)
     if not all_logits:
         x = x[-1:]
     return ops.linear(ops.rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # (n or 1, V)

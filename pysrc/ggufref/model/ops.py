@@ -169,6 +169,10 @@ class Ops:
     def linear(self, x: np.ndarray, w: QuantTensor) -> np.ndarray:
         raise NotImplementedError
 
+    def linear_many(self, x: np.ndarray, ws: tuple[QuantTensor, ...]) -> list[np.ndarray]:
+        """[linear(x, W) for W in ws]: weights that share their input (Q, K, V; gate, up)."""
+        return [self.linear(x, w) for w in ws]
+
 
 # tag::reference_ops[]
 class RefOps(Ops):
@@ -308,6 +312,10 @@ class FastOps(Ops):
     @staticmethod
     def linear(x: np.ndarray, w: QuantTensor) -> np.ndarray:
         return kernels.linear(x, w)
+
+    @staticmethod
+    def linear_many(x: np.ndarray, ws: tuple[QuantTensor, ...]) -> list[np.ndarray]:
+        return kernels.linear_many(x, ws)
 
 
 FAST = FastOps()
