@@ -432,11 +432,14 @@ def ggml_q6_K_tiled(w: QuantTensor, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q4_K order: AVX-512 only")
 @pytest.mark.parametrize("cols", [256, 64 * 256, 65 * 256])
-def test_q4_K_decode_rows_of_every_length(cols: int) -> None:
-    """Decode takes 8 rows per call and rearranges the activations once per call (on the stack,
-    up to 64 blocks; longer rows take the one-row kernel): the same bits either way."""
+@pytest.mark.parametrize("rows", [19, 301])
+def test_q4_K_decode_rows_of_every_length(cols: int, rows: int) -> None:
+    """Decode takes up to 8 rows per call (the kernel's 8-row loop, then pairs, then a single
+    row) and rearranges the activations once per call (on the stack, up to 64 blocks; longer
+    rows take the one-row kernel): the same bits either way. 301 rows give the threads tiles of
+    18 rows (8 + 8 + 2); 19 rows, tiles of one."""
     rng = np.random.default_rng(600 + cols // 256)
-    w = random_weight(T.Q4_K, 19, cols, rng)
+    w = random_weight(T.Q4_K, rows, cols, rng)
     x = (rng.standard_normal((1, cols)) * 3).astype(np.float32)
     np.testing.assert_array_equal(kernels.linear(x, w, isa="avx512"), ggml_q4_K_repacked(w, x))
 
