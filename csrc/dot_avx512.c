@@ -298,50 +298,56 @@ static void q4k_rows2(int nb, const block_q4_K *w0, const block_q4_K *w1, const 
     out[1] = a[2] - a[3];
 }
 
-// Eight rows per block loop: the same per-row integers as q4k_block, but the per-block
-// bookkeeping (16 lanes -> one exact sum, the float step) is done for the eight rows together,
-// one row per lane, instead of row by row: a row-block costs ~35 instructions instead of ~45.
-// Lane r of acc and accm sees exactly the one-row kernel's operations for row r.
-static inline __m512i sum_pairs(__m512i a, __m512i b) { // per 128-bit lane: a0+a2 b0+b2 a1+a3 b1+b3
+// Eight rows at a time. Memory is read row after row, whole rows, one sequential stream (a
+// first version walked the eight rows side by side, block by block: eight short streams that
+// the hardware prefetchers did not follow; 2 threads, weights from DRAM, the 1.5B's Q4_K
+// gate/up ~24 -> ~28 GB/s; its 8960-wide ffn_down rows, 16 blocks at a time ~20 -> whole rows
+// ~26). Each row-block's integers (q4k_block) wait in a buffer on the stack (up to 42 KB);
+// then, block by block, the bookkeeping of the eight rows is done together, one row per lane:
+// 16 lanes -> one exact sum, and the float step. Lane r of acc and accm sees exactly the
+// one-row kernel's operations for row r, in the same block order.
+static inline __m512i sum_pairs(__m512i a, __m512i b) { // per 128 bits: a0+a2 b0+b2 a1+a3 b1+b3
     return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
 }
 
 static inline __m256i sum16_x8(const __m512i v[8]) { // lane r: the sum of v[r]'s 16 lanes
     const __m512i p01 = sum_pairs(v[0], v[1]), p23 = sum_pairs(v[2], v[3]);
     const __m512i p45 = sum_pairs(v[4], v[5]), p67 = sum_pairs(v[6], v[7]);
-    // per 128-bit lane: rows 0-3 (then 4-7), partial sums
+    // per 128 bits: the partial sums of rows 0-3 (a) and 4-7 (b)
     const __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi64(p01, p23),
                                        _mm512_unpackhi_epi64(p01, p23));
     const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi64(p45, p67),
                                        _mm512_unpackhi_epi64(p45, p67));
-    // lanes of 128 bits: a0 a1 a2 a3, b0 b1 b2 b3 -> (a0+a2, a1+a3, b0+b2, b1+b3)
+    // 128-bit lanes a0 a1 a2 a3, b0 b1 b2 b3 -> (a0+a2, a1+a3, b0+b2, b1+b3)
     const __m512i z = _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
                                        _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m512i t = _mm512_shuffle_i32x4(z, z, _MM_SHUFFLE(3, 1, 2, 0)); // A C B D
+    const __m512i t = _mm512_shuffle_i32x4(z, z, _MM_SHUFFLE(3, 1, 2, 0)); // a02 b02 a13 b13
     return _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
 }
 
 static void q4k_rows8(int nb, const uint8_t *w, int64_t stride, const q4k_xp *xp,
                       float out[8]) {
+    __m512i isum[GGR_DOTR_MAX_BLOCKS][8];
+    __m128i mins[GGR_DOTR_MAX_BLOCKS][8];
+    uint32_t dd[GGR_DOTR_MAX_BLOCKS][8]; // d and dmin: each block's first 4 bytes
+    for (int r = 0; r < 8; r++) {
+        const block_q4_K *wr = (const block_q4_K *)(w + r * stride);
+        for (int b = 0; b < nb; b++) {
+            isum[b][r] = q4k_block(wr + b, xp[b].q, &mins[b][r], xp[b].pairs);
+            memcpy(&dd[b][r], &wr[b].d, 4);
+        }
+    }
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps(); // lane r: row r's chains
     for (int b = 0; b < nb; b++) {
-        __m512i isum[8];
-        __m128i m[8];
-        uint32_t dd[8]; // d and dmin: each block's first 4 bytes
-        for (int r = 0; r < 8; r++) {
-            const block_q4_K *wb = (const block_q4_K *)(w + r * stride) + b;
-            isum[r] = q4k_block(wb, xp[b].q, &m[r], xp[b].pairs);
-            memcpy(&dd[r], &wb->d, 4);
-        }
-        const __m256i i8 = sum16_x8(isum);
+        const __m128i *m = mins[b];
         const __m128i m03 = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
         const __m128i m47 = _mm_hadd_epi32(_mm_hadd_epi32(m[4], m[5]), _mm_hadd_epi32(m[6], m[7]));
         const __m256i m8 = _mm256_inserti128_si256(_mm256_castsi128_si256(m03), m47, 1);
-        const __m256i d32 = _mm256_loadu_si256((const __m256i *)dd);
+        const __m256i d32 = _mm256_loadu_si256((const __m256i *)dd[b]);
         const __m256 dx = _mm256_set1_ps(xp[b].d);
         const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(d32));
         const __m256 dm = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(d32, 16)));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i8), _mm256_mul_ps(dw, dx), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum16_x8(isum[b])), _mm256_mul_ps(dw, dx), acc);
         accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m8), _mm256_mul_ps(dm, dx), accm);
     }
     _mm256_storeu_ps(out, _mm256_sub_ps(acc, accm));

@@ -431,7 +431,7 @@ def ggml_q6_K_tiled(w: QuantTensor, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.skipif(kernels.best_isa() != "avx512", reason="llama.cpp's Q4_K order: AVX-512 only")
-@pytest.mark.parametrize("cols", [256, 64 * 256, 65 * 256])
+@pytest.mark.parametrize("cols", [256, 35 * 256, 64 * 256, 65 * 256])
 @pytest.mark.parametrize("rows", [19, 301])
 def test_q4_K_decode_rows_of_every_length(cols: int, rows: int) -> None:
     """Decode takes up to 8 rows per call (the kernel's 8-row loop, then pairs, then a single
