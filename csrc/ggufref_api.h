@@ -38,5 +38,24 @@ int ggr_silu_mul(const float *gate, const float *up, int64_t n, int64_t row, flo
 int ggr_attention(const float *q, const float *k_cache, const float *v_cache, int64_t n_tokens,
                   int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t n_ctx, int64_t pos0,
                   float scale, int64_t window, float softcap, int mode, float *out);
+
+// One decode step (one token at position pos) through every layer of a llama-family model
+// (llama, qwen2, qwen3): x (n_embd,) is the residual stream, updated in place; each layer's K
+// and V are written to its cache at pos. Same kernels, same order as model/llama.py's forward.
+typedef struct {
+    int64_t n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
+    float rms_eps, rope_base, rope_freq_scale, attn_scale;
+    int rope_neox;
+} ggr_llama_dims;
+typedef struct {
+    int q_type, k_type, v_type, o_type, gate_type, up_type, down_type;
+    const uint8_t *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
+    const float *attn_norm, *ffn_norm;
+    const float *bq, *bk, *bv;    // NULL when the model has none (all three or none are used)
+    const float *q_norm, *k_norm; // NULL when the model has none (qwen3 has both)
+    float *k_cache, *v_cache;     // this layer's (n_head_kv, n_ctx, head_dim)
+} ggr_llama_layer;
+int ggr_llama_decode(const ggr_llama_dims *d, const ggr_llama_layer *layers, int64_t n_layer,
+                     float *x, int32_t pos);
 // cffi-end
 #endif

@@ -397,6 +397,8 @@ def profile_decode(
         return wrapper
 
     e = Engine(path, n_ctx=ctx, threads=threads, progress=False, weights=weights)
+    fused = e.model._decode is not None
+    e.model._decode = None  # op by op: the Python loop the one-call C step (decode.c) replaces
     output = e.model.output
     originals = {
         n: getattr(FastOps, n)
@@ -433,6 +435,11 @@ def profile_decode(
     lines = [
         f"decode profile: {steps} tokens, {1000 * total / steps:.2f} ms/token, "
         f"{steps / total:.1f} tok/s",
+        *(
+            ["(the Python loop, op by op; decode itself runs the layers in one C call, decode.c)"]
+            if fused
+            else []
+        ),
         f"{'operation':<22}{'ms/token':>10}{'share':>8}{'calls/token':>13}",
     ]
     for name, s in sorted(spent.items(), key=lambda kv: -kv[1]):

@@ -425,3 +425,62 @@ def attention(
 
 
 # end::attention[]
+
+
+# ---------------------------------------------------------------- llama-family decode (decode.c)
+class LlamaDecodePlan:
+    """The cffi structs ggr_llama_decode reads: every layer's weight pointers and types, its
+    norm and bias vectors and its slice of the KV cache. Built once per model (the loader has
+    checked every shape); keeps the buffers it points into alive."""
+
+    def __init__(self, cfg: Any, layers: list[Any], k_cache: np.ndarray, v_cache: np.ndarray):
+        self._keep: list[Any] = []
+        self.dims = ffi.new(
+            "ggr_llama_dims *",
+            {
+                "n_embd": cfg.n_embd,
+                "n_head": cfg.n_head,
+                "n_head_kv": cfg.n_head_kv,
+                "head_dim": cfg.head_dim,
+                "n_ff": cfg.n_ff,
+                "n_ctx": k_cache.shape[2],
+                "rms_eps": cfg.rms_eps,
+                "rope_base": cfg.rope_base,
+                "rope_freq_scale": cfg.rope_freq_scale,
+                "attn_scale": cfg.attn_scale,
+                "rope_neox": int(cfg.rope_neox),
+            },
+        )
+        self.n_layer = len(layers)
+        self.layers = ffi.new("ggr_llama_layer[]", self.n_layer)
+        for i, lw in enumerate(layers):
+            c = self.layers[i]
+            for field, w in (
+                ("q", lw.wq), ("k", lw.wk), ("v", lw.wv), ("o", lw.wo),
+                ("gate", lw.w_gate), ("up", lw.w_up), ("down", lw.w_down),
+            ):  # fmt: skip
+                qtype, _, _, ptr = _weight_args(w)
+                setattr(c, f"{field}_type", qtype)
+                setattr(c, "w" + field if len(field) == 1 else "w_" + field, ptr)
+                self._keep.append(ptr)
+            for field, vec in (
+                ("attn_norm", lw.attn_norm), ("ffn_norm", lw.ffn_norm),
+                ("bq", lw.bq), ("bk", lw.bk), ("bv", lw.bv),
+                ("q_norm", lw.q_norm), ("k_norm", lw.k_norm),
+            ):  # fmt: skip
+                if vec is not None:
+                    setattr(c, field, self._ptr(_f32(field, vec)))
+            c.k_cache = self._ptr(k_cache[i])
+            c.v_cache = self._ptr(v_cache[i])
+
+    def _ptr(self, a: np.ndarray) -> Any:
+        p = ffi.from_buffer("float[]", a, require_writable=a.flags.writeable)
+        self._keep.append(p)
+        return p
+
+    def run(self, x: np.ndarray, pos: int) -> None:
+        """x float32 (1, n_embd), the residual stream at position pos: all layers, in place."""
+        status = lib.ggr_llama_decode(
+            self.dims, self.layers, self.n_layer, ffi.from_buffer("float[]", x), pos
+        )
+        _check(status, f"llama decode at position {pos}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -221,6 +222,12 @@ class Model:
         check_kv_memory(cfg, n_ctx)
         self.cache = KVCache(cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim, cfg.head_dim_v)
         self._forward = forward_for(cfg.arch)
+        # one-token passes in one C call where the architecture has one (llama.fused_decode);
+        # the FP32 teaching mode and V wider than K keep the Python loop
+        self._decode = fused_decode_for(cfg.arch)
+        if weights != "quantized" or cfg.head_dim_v != cfg.head_dim:
+            self._decode = None
+        self.decode_plan: Any = None  # built on first use (kernels.LlamaDecodePlan)
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (n,) -> float32 (n, n_embd): decode just these rows of token_embd."""
@@ -239,12 +246,25 @@ class Model:
                 f"{pos0 + len(toks)} tokens do not fit in the context of "
                 f"{self.n_ctx} (use --ctx to enlarge it)"
             )
-        logits = self._forward(self, toks, pos0, all_logits)
+        if len(toks) == 1 and self._decode is not None:
+            logits = self._decode(self, toks, pos0, all_logits)
+        else:
+            logits = self._forward(self, toks, pos0, all_logits)
         self.cache.n_past = pos0 + len(toks)
         return logits
 
     def reset(self) -> None:
         self.cache.n_past = 0
+
+
+def fused_decode_for(name: str) -> Callable[..., np.ndarray] | None:
+    """The architecture's one-token pass in one C call, if it has one (llama.fused_decode)."""
+    import importlib
+
+    from ggufref.arch import ARCHITECTURES
+
+    module = importlib.import_module(f"ggufref.model.{ARCHITECTURES[name].forward}")
+    return getattr(module, "fused_decode", None)
 
 
 def forward_for(name: str) -> Callable[..., np.ndarray]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ggufref import kernels
 from ggufref.model.ops import FAST, Ops
 
 if TYPE_CHECKING:
@@ -51,3 +52,16 @@ def forward(
 
 
 # end::llama_forward[]
+
+
+# One token, all layers in one C call (csrc/decode.c): the loop above, operation for operation,
+# through the same kernels, without coming back to Python between them. Model.forward takes it
+# for one-token passes on weights kept in their blocks; tests/test_decode.py holds it to the
+# Python loop above bit for bit.
+def fused_decode(m: Model, tokens: np.ndarray, pos0: int, all_logits: bool) -> np.ndarray:
+    cfg = m.cfg
+    if m.decode_plan is None:
+        m.decode_plan = kernels.LlamaDecodePlan(cfg, m.layers, m.cache.k, m.cache.v)
+    x = m.embed(tokens)  # (1, e)
+    m.decode_plan.run(x, pos0)
+    return FAST.linear(FAST.rms_norm(x, m.output_norm, cfg.rms_eps), m.output)  # (1, V)
