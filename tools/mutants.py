@@ -78,6 +78,14 @@ MUTANTS = (
         quick=True,
     ),
     Mutant(
+        "decode_c_bias",
+        "the one-call decode step adds Q's bias to K (C)",
+        "csrc/decode.c",
+        "add_into(k, L->bk, kv_len);",
+        "add_into(k, L->bq, kv_len);",
+        ("tests/test_decode.py",),
+    ),
+    Mutant(
         "norm_epsilon",
         "RMSNorm epsilon 1000x too large in the C path",
         "pysrc/ggufref/model/ops.py",
@@ -132,8 +140,8 @@ MUTANTS = (
         "gelu_variant",
         "gemma3 feed-forward gate through SiLU instead of GELU",
         "pysrc/ggufref/model/gemma3.py",
-        "ops.gelu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up))",
-        "ops.silu_mul(ops.linear(h, lw.w_gate), ops.linear(h, lw.w_up))",
+        "f = ops.linear(ops.gelu_mul(gate, up), lw.w_down)",
+        "f = ops.linear(ops.silu_mul(gate, up), lw.w_down)",
         ("tests/test_parity.py",),
     ),
     Mutant(
