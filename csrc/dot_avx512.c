@@ -273,9 +273,10 @@ float ggr_dot_q4_K_avx512(int n, const void *w, const void *x) {
 
 // ---------------------------------------------------------------- Q4_K decode, several rows
 // tag::dotr_q4_K_avx512[]
-// Decode: the activations are rearranged once for all the call's rows, and two rows share each
-// block loop: the float chains of row 0 in lanes 0 (scales) and 1 (mins), of row 1 in lanes 2
-// and 3; each lane sees the same operations as the one-row kernel's chains.
+// Decode: the activations are rearranged once for all the call's rows; rows go eight at a time
+// (q4k_rows8 below), and the last n_rows % 8 two at a time, sharing each block loop: the float
+// chains of row 0 in lanes 0 (scales) and 1 (mins), of row 1 in lanes 2 and 3; each lane sees
+// the same operations as the one-row kernel's chains.
 static void q4k_rows2(int nb, const block_q4_K *w0, const block_q4_K *w1, const q4k_xp *xp,
                       float out[2]) {
     __m128 acc = _mm_setzero_ps();
