@@ -29,6 +29,10 @@ int ggr_best_isa(void);
 int ggr_force_isa(int isa);
 int ggr_current_isa(void);
 double ggr_stream_read(const uint8_t *buf, int64_t n_bytes);
+// A GGUF string array at buf[pos]: each string's start and length; -1 when all count fit,
+// else the index of the first that does not (*end is then where it starts).
+int64_t ggr_string_table(const uint8_t *buf, uint64_t size, uint64_t pos, uint64_t count,
+                         int64_t *starts, int64_t *lengths, uint64_t *end);
 
 int ggr_rms_norm(const float *x, const float *w, int64_t n, int64_t d, float eps, float *y);
 int ggr_rope(float *x, const int32_t *pos, int64_t n_tokens, int64_t n_heads, int64_t head_dim,

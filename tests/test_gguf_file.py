@@ -13,14 +13,19 @@ from gguf import GGMLQuantizationType as T
 
 from ggufref import formats
 from ggufref.errors import GGUFError
-from ggufref.gguf_file import open_gguf
+from ggufref.gguf_file import _strings_in_one_decode, open_gguf
 from ggufref.model_files import resolve_model
 from ggufref.testing.models import write_model
 
 
-def _tiny(path: Path, arch: str = "llama", skip_key: str | None = None) -> Path:
-    """A small valid GGUF: two tensors (one Q8_0 matrix, one F32 vector) and the llama keys."""
+def _tiny(
+    path: Path, arch: str = "llama", skip_key: str | None = None, strings: list[bytes] | None = None
+) -> Path:
+    """A small valid GGUF: two tensors (one Q8_0 matrix, one F32 vector) and the llama keys
+    (and a string array test.strings first, when given)."""
     w = gguf.GGUFWriter(str(path), arch)
+    if strings is not None:
+        w.add_array("test.strings", strings)
     keys = {
         "context_length": 64,
         "embedding_length": 32,
@@ -233,3 +238,61 @@ def test_parser_agrees_with_gguf_reader(which: str, tmp_path: Path) -> None:
         else:
             assert ours == value, key
     assert {n: (t.qtype, t.shape, t.offset) for n, t in f.tensors.items()} == tensors
+
+
+# ---------------------------------------------------------------------------------------------
+# String arrays: the C walk and the one-decode split against decoding each string alone
+
+
+def _string_array_file(path: Path, items: list[bytes]) -> Path:
+    return _tiny(path, strings=items)
+
+
+def _hostile_strings(seed: int, n: int) -> list[bytes]:
+    """Valid UTF-8, random bytes, sequences cut off at the end of a string, lone continuation
+    bytes, empty strings."""
+    rng = np.random.default_rng(seed)
+    pieces = [b"", b"\xe4\xb8", b"\xf0\x9f", b"\x80", b"\xc3", "é".encode(), "😀".encode(), b"ab"]
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(0, 4))
+        s = b"".join(pieces[int(i)] for i in rng.integers(0, len(pieces), k))
+        if rng.random() < 0.3:
+            s += rng.integers(1, 256, int(rng.integers(0, 6)), dtype=np.uint8).tobytes()
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize("with_nul", [False, True])
+def test_string_arrays_decode_as_each_string_alone(with_nul: bool, tmp_path: Path) -> None:
+    items = _hostile_strings(1, 3000)
+    if with_nul:  # a NUL inside a string: the table is decoded string by string
+        items[1234] = b"a\x00b"
+    f = open_gguf(_string_array_file(tmp_path / "s.gguf", items))
+    expected = [s.decode("utf-8", errors="replace") for s in items]
+    assert f.get("test.strings") == expected
+    # the one-decode path took the table, or (a NUL inside a string) handed it back
+    one = _strings_in_one_decode(f._mm, *f.entries["test.strings"].strings)
+    assert one == (None if with_nul else expected)
+
+
+@pytest.mark.parametrize("cut", [3, 9, 20])
+def test_a_string_array_cut_short_names_the_string(cut: int, tmp_path: Path) -> None:
+    """The file ends inside the array: in string 600's length field or in its bytes."""
+    items = [b"string %04d" % i + b"x" * 16 for i in range(1000)]
+    path = _string_array_file(tmp_path / "s.gguf", items)
+    raw = path.read_bytes()
+    at = raw.index(items[600]) - 8  # string 600's length field
+    path.write_bytes(raw[: at + cut])
+    with pytest.raises(GGUFError, match=r"string 600 of 1000 \(test\.strings\)"):
+        open_gguf(path)
+
+
+def test_a_string_longer_than_the_file_names_the_string(tmp_path: Path) -> None:
+    items = [b"first", b"second string", b"third"]
+    path = _string_array_file(tmp_path / "s.gguf", items)
+    raw = path.read_bytes()
+    at = raw.index(b"second string") - 8
+    _patch(path, at, struct.pack("<Q", 1 << 62))
+    with pytest.raises(GGUFError, match=r"string 1 of 3 \(test\.strings\).*past the end"):
+        open_gguf(path)

@@ -29,7 +29,6 @@ A string is ``u64 length`` + bytes; an array is ``u32 item_type`` + ``u64 count`
 from __future__ import annotations
 
 import os
-import struct
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 
 from ggufref import arch, formats
+from ggufref._kernels import ffi as _ffi
+from ggufref._kernels import lib as _lib
 from ggufref.errors import GGUFError
 from ggufref.weights import QuantTensor
 
@@ -170,28 +171,29 @@ class _Parser:
         )
 
     def string_table(self, count: int, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """A string array as (starts, lengths): a 262144-token vocabulary opens in ~0.1 s and a
-        few MB instead of one Python object per token."""
+        """A string array as (starts, lengths): a 262144-token vocabulary opens in a few ms and
+        a few MB instead of one Python object per token. The walk from string to string is a
+        C loop (csrc/strings.c); a string that does not fit is reported here."""
         if count > (self.size - self.pos) // 8:  # each string takes at least its u64 length
             self.take(self.size + 1, f"array of {count} strings ({key})")  # raises
-        starts = [0] * count
-        lengths = [0] * count
-        buf, size, pos = self.mm.data, self.size, self.pos
-        read_u64 = struct.Struct("<Q").unpack_from
-        for i in range(count):
-            if pos + 8 > size:
-                self.pos = pos
-                self.take(8, f"string {i} of {count} ({key})")  # raises
-            (n,) = read_u64(buf, pos)
-            pos += 8
-            if n > size - pos:
-                self.pos = pos
-                self.take(n, f"string {i} of {count} ({key})")  # raises
-            starts[i] = pos
-            lengths[i] = n
-            pos += n
-        self.pos = pos
-        return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
+        starts = np.empty(count, dtype=np.int64)
+        lengths = np.empty(count, dtype=np.int64)
+        end = _ffi.new("uint64_t *")
+        bad = _lib.ggr_string_table(
+            _ffi.from_buffer("uint8_t[]", self.mm),
+            self.size,
+            self.pos,
+            count,
+            _ffi.from_buffer("int64_t[]", starts),
+            _ffi.from_buffer("int64_t[]", lengths),
+            end,
+        )
+        self.pos = int(end[0])
+        if bad >= 0:
+            what = f"string {bad} of {count} ({key})"
+            n = self.take(8, what).view("<u8")[0].item()  # raises when the length does not fit
+            self.take(n, what)  # raises: the bytes do not fit
+        return starts, lengths
 
     def metadata(self, n_kv: int) -> dict[str, Value]:
         out: dict[str, Value] = {}
@@ -583,15 +585,44 @@ _REQUIRED = object()
 
 
 def _strings(mm: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[str]:
-    """Decode a table of (offset, length) strings with one copy of their byte range."""
+    """Decode a table of (offset, length) strings, each as UTF-8 with U+FFFD for bad bytes."""
     if len(starts) == 0:
         return []
+    joined = _strings_in_one_decode(mm, starts, lengths)
+    if joined is not None:
+        return joined
     base = int(starts[0])
     blob = bytes(mm[base : int(starts[-1] + lengths[-1])])
     return [
         blob[s - base : s - base + n].decode("utf-8", errors="replace")
         for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)
     ]
+
+
+def _strings_in_one_decode(
+    mm: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> list[str] | None:
+    """The same strings with one decode for the whole table (a vocabulary in ~20 ms).
+
+    The byte range is copied once; one byte of each gap between strings (the next string's
+    length field) becomes a NUL separator and the rest of the gap is dropped; the text is split
+    at the NULs. A NUL never continues a UTF-8 sequence, so each piece decodes as its string
+    alone would. None when a string holds a NUL itself (an extra piece) or strings touch.
+    """
+    count = len(starts)
+    base = int(starts[0])
+    raw = np.array(mm[base : int(starts[-1] + lengths[-1])], dtype=np.uint8)
+    if count > 1 and (starts[1:] - (starts[:-1] + lengths[:-1])).min() < 1:
+        return None
+    edges = np.zeros(len(raw) + 1, dtype=np.int8)  # +1 where a string starts, -1 after it
+    edges[starts - base] = 1
+    edges[starts + lengths - base] -= 1  # (an empty string: +1 and -1 at the same byte)
+    keep = np.cumsum(edges[:-1], dtype=np.int8).view(np.bool_)  # 1 inside a string, else 0
+    sep = starts[1:] - 1 - base  # the last byte of each gap
+    raw[sep] = 0
+    keep[sep] = True
+    pieces = raw[keep].tobytes().decode("utf-8", errors="replace").split("\x00")
+    return pieces if len(pieces) == count else None
 
 
 def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:

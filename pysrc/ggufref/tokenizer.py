@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import itertools
 import math
 import os
 import re
@@ -26,6 +27,8 @@ from array import array
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ggufref.errors import ModelError
 from ggufref.tokenizer_bpe import (
@@ -197,29 +200,31 @@ class Tokenizer:
             )
         self.kind = "spm" if model == "llama" else "bpe"
         tokens = check_tokenizer_metadata(meta, origin)
-        self.tokens: list[str] = [t or f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        if "" in tokens:
+            tokens = [t or f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        self.tokens: list[str] = tokens
         n = len(self.tokens)
         # Compact arrays, not lists of Python numbers: 262144 floats as objects cost ~8 MB.
+        # (Vocabularies are big: the loops over all tokens here run at C speed.)
         self.scores = array("f", meta.get("tokenizer.ggml.scores") or [0.0] * n)
         types = meta.get("tokenizer.ggml.token_type") or [TYPE_NORMAL] * n
-        self.attrs = array("i", [_TYPE_TO_ATTR.get(t, 0) for t in types])
-        for i in range(n):  # a BYTE token must spell its byte, or decoding it would fail
-            if self.attrs[i] == ATTR_BYTE and not _BYTE_TOKEN_RE.fullmatch(self.tokens[i]):
+        self.attrs = array("i", map(_TYPE_TO_ATTR.get, types, itertools.repeat(0)))
+        attrs = np.frombuffer(self.attrs, dtype=np.intc)
+        for i in np.flatnonzero(attrs == ATTR_BYTE).tolist():
+            # a BYTE token must spell its byte, or decoding it would fail
+            if not _BYTE_TOKEN_RE.fullmatch(self.tokens[i]):
                 raise ModelError(
                     f"{origin}: tokenizer.ggml.token_type: token {i} is a byte token but its "
                     f"text is {self.tokens[i]!r:.40}, expected <0xNN>"
                 )
-        self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        self.token_to_id: dict[str, int] = dict(zip(self.tokens, range(n), strict=True))
         if len(self.token_to_id) != n:
             raise ModelError(f"{origin}: the vocabulary has duplicate tokens")
         self._configure(meta, origin)
         self._find_end_of_generation(meta)
         # Special tokens are cut out longest first (llama.cpp sorts by byte length).
-        special = [
-            i
-            for i, a in enumerate(self.attrs)
-            if a & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)
-        ]
+        attrs = np.frombuffer(self.attrs, dtype=np.intc)  # _find_end_of_generation changed some
+        special = np.flatnonzero(attrs & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)).tolist()
         special.sort(key=lambda i: -len(self.tokens[i].encode("utf-8")))
         self._special_all = special
         # Without parse_special, only user-defined tokens (not also control) are cut out.
