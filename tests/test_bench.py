@@ -53,23 +53,98 @@ def test_decode_weight_bytes_by_hand(two_models: list[str]) -> None:
     assert bench.decode_weight_bytes(two_models[1], "dequantized") == 4 * n
 
 
+def test_the_worker_protocol(two_models: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Load figures first, then one line per "run", then the peak RSS at "quit"."""
+    args = {"threads": 1, "prompt_tokens": 6, "gen_tokens": 3, "repeat": 1, "ctx": 16}
+    bench.worker("ggufref", two_models[0], args, commands=["run\n", "run\n", "quit\n", "run\n"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4  # nothing after quit
+    assert 0 < lines[0]["load_s"] < lines[0]["ttft_s"] and lines[0]["threads"] == 1
+    assert all(x["prefill"] > 0 and x["decode"] > 0 for x in lines[1:3])
+    assert lines[3]["peak_rss_mb"] > 0
+
+
 def test_a_refused_run_is_recorded(
     two_models: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The worker turns the fit check's refusal into one JSON line; the run keeps it."""
     monkeypatch.setattr(model_base, "available_memory", lambda: 1000)
     args = {"threads": 1, "prompt_tokens": 4, "gen_tokens": 2, "repeat": 1, "ctx": 16}
-    bench.worker("ggufref", two_models[0], {**args, "weights": "dequantized"})
+    bench.worker("ggufref", two_models[0], {**args, "weights": "dequantized"}, commands=[])
     line = json.loads(capsys.readouterr().out)
     assert "needs" in line["error"] and "available" in line["error"]
-    monkeypatch.setattr(bench, "run_engine", lambda *a: line)
-    run = bench._one_run(two_models[0], "dequantized", args, None)
-    assert run["error"] == line["error"] and run["engines"] == {}
+    monkeypatch.setattr(bench, "Worker", _fake_workers(refuse=line["error"]))
+    runs = bench._model_runs(two_models[0], ("dequantized",), args, compare=False)
+    assert runs[0]["error"] == line["error"] and runs[0]["engines"] == {}
     table = bench.table(
-        {"machine": {"cpu": "x", "isa": "y"}, "threads": 1, "stream_read_gb_s": 1.0, "runs": [run]}
+        {"machine": {"cpu": "x", "isa": "y"}, "threads": 1, "stream_read_gb_s": 1.0, "runs": runs}
         | {k: 1 for k in ("prompt_tokens", "gen_tokens", "ctx", "repeat")}
     )
     assert line["error"] in table
+
+
+def _fake_workers(refuse: str | None = None, order: list[str] | None = None) -> type:
+    """A stand-in for bench.Worker: run i of an engine reports 100 + i tok/s (llama.cpp) or
+    200 + i (ggufref); ggufref's dequantized mode refuses when refuse is given."""
+
+    class Fake:
+        def __init__(self, engine: str, path: str, args: dict[str, object]):
+            self.engine, self.mode = engine, args.get("weights", "quantized")
+            self.info: dict[str, object] = {"load_s": 1.0, "ttft_s": 2.0}
+            if refuse and engine == "ggufref" and self.mode == "dequantized":
+                self.info = {"error": refuse}
+            self.prefill: list[float] = []
+            self.decode: list[float] = []
+
+        def run(self) -> None:
+            if order is not None:
+                order.append(f"{self.engine}:{self.mode}")
+            base = 200 if self.engine == "ggufref" else 100
+            self.prefill.append(base + len(self.prefill))
+            self.decode.append(base + len(self.decode))
+
+        def quit(self) -> float:
+            return 10.0
+
+        def close(self) -> None:
+            pass
+
+    return Fake
+
+
+def test_repeats_alternate_and_pair_with_their_run(
+    two_models: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order: list[str] = []
+    monkeypatch.setattr(bench, "Worker", _fake_workers(order=order))
+    args = {"threads": 1, "prompt_tokens": 4, "gen_tokens": 2, "repeat": 3, "ctx": 16}
+    runs = bench._model_runs(two_models[0], ("quantized", "dequantized"), args, compare=True)
+    cpp, q, dq = "llama.cpp:quantized", "ggufref:quantized", "ggufref:dequantized"
+    assert order == [cpp, q, q, cpp, cpp, q, cpp, dq, dq, cpp, cpp, dq]
+    # llama.cpp's repeats 0-2 went with the quantized run, 3-5 with the dequantized one
+    assert runs[0]["engines"]["llama.cpp"]["decode_tok_s"] == {
+        "median": 101,
+        "min": 100,
+        "max": 102,
+    }
+    assert runs[1]["engines"]["llama.cpp"]["decode_tok_s"] == {
+        "median": 104,
+        "min": 103,
+        "max": 105,
+    }
+    assert runs[1]["ratios"]["decode"] == round(201 / 104, 3)
+
+
+def test_a_refused_mode_shows_llama_cpps_repeats(
+    two_models: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "Worker", _fake_workers(refuse="does not fit"))
+    args = {"threads": 1, "prompt_tokens": 4, "gen_tokens": 2, "repeat": 3, "ctx": 16}
+    only = bench._model_runs(two_models[0], ("dequantized",), args, compare=True)
+    assert only[0]["error"] == "does not fit" and "ratios" not in only[0]
+    assert only[0]["engines"]["llama.cpp"]["decode_tok_s"]["median"] == 101
+    both = bench._model_runs(two_models[0], ("quantized", "dequantized"), args, compare=True)
+    assert both[1]["engines"]["llama.cpp"] == both[0]["engines"]["llama.cpp"]
 
 
 def test_bad_weights_list_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

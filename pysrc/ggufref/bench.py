@@ -1,13 +1,17 @@
 """End-to-end benchmark: ggufref and llama.cpp on the same model, same settings, same run.
 
-Several models and both weight modes in one run: each (model, weights mode, engine) runs in its
-own child process (``python -m ggufref.bench worker ...``) so that its peak RSS (VmHWM) is its
-own; llama.cpp runs only the quantized mode (it has no other). A run that cannot start (the
-seed's FP32 copy of an 8B model does not fit) is recorded with its one-line error.
-Per engine and repeat: prefill a prompt of exactly P tokens (cache
-reset first), then decode G tokens greedily. Reported: load time, time to first token for a short
-prompt (load included), prefill and decode tok/s (median, min, max over R repeats), peak RSS, and
-the weight bytes decode reads per second, next to the machine's streaming-read bandwidth.
+Several models and both weight modes in one run. Each engine runs in its own child process
+(``python -m ggufref.bench worker ...``), so that its peak RSS (VmHWM) is its own; llama.cpp runs
+only the quantized mode (it has no other). Per model, llama.cpp's worker stays up while each
+weights mode's ggufref worker runs, and the two engines' repeats alternate (A B, B A, A B):
+this machine's memory bandwidth is shared with other machines and moves by tens of percent
+within minutes, and alternating makes such a change fall on both engines alike.
+A run that cannot start (the seed's FP32 copy of an 8B model does not fit) is recorded with its
+one-line error. Per engine and repeat: prefill a prompt of exactly P tokens (cache reset first),
+then decode G tokens greedily. Reported: load time, time to first token for a short prompt (load
+included; each engine loads while no other is working), prefill and decode tok/s (median, min,
+max over R repeats), peak RSS, and the weight bytes decode reads per second, next to the
+machine's streaming-read bandwidth.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -63,92 +68,103 @@ def decode_weight_bytes(path: str, weights: str = "quantized") -> int:
     return total + (size(embd) if "output.weight" not in f.tensors else 0)
 
 
-# --- workers (run in a child process) --------------------------------------------------------
+# --- workers (each a child process that stays up for the whole comparison) ------------------
+#
+# Protocol: the worker loads the model, answers one JSON line {load_s, ttft_s, ...} (or
+# {error}), then reads commands from stdin: "run" -> one repeat {prefill, decode} (tok/s),
+# "quit" -> {peak_rss_mb} and exit. The parent alternates the engines' repeats, so a change in
+# the machine's memory bandwidth during the run (it is shared) hits both engines alike.
 
 
-def _work_ggufref(path: str, a: dict[str, Any]) -> dict[str, Any]:
-    from ggufref import kernels
-    from ggufref.generate import Engine
+class _GgufrefEngine:
+    def __init__(self, path: str, a: dict[str, Any]):
+        from ggufref import kernels
+        from ggufref.generate import Engine
 
-    t0 = time.perf_counter()
-    weights = a.get("weights", "quantized")
-    e = Engine(path, n_ctx=a["ctx"], threads=a["threads"], progress=False, weights=weights)
-    load_s = time.perf_counter() - t0
-    first = e.generate(e.encode(SHORT_PROMPT), 1)
-    ttft = load_s + first.timings.first_token_s
-    ids = prompt_of(e.encode, a["prompt_tokens"])
-    prefill, decode = [], []
-    for _ in range(a["repeat"]):
-        e.reset()
-        g = e.generate(ids, a["gen_tokens"], stop_ids=set())
-        prefill.append(g.timings.prefill_tok_s)
-        decode.append(g.timings.decode_tok_s)
-    return {
-        "load_s": load_s,
-        "ttft_s": ttft,
-        "prefill": prefill,
-        "decode": decode,
-        "isa": kernels.current_isa(),
-        "threads": kernels.get_threads(),
-    }
+        t0 = time.perf_counter()
+        weights = a.get("weights", "quantized")
+        self.e = Engine(path, n_ctx=a["ctx"], threads=a["threads"], progress=False, weights=weights)
+        load_s = time.perf_counter() - t0
+        first = self.e.generate(self.e.encode(SHORT_PROMPT), 1)
+        self.info = {
+            "load_s": load_s,
+            "ttft_s": load_s + first.timings.first_token_s,
+            "isa": kernels.current_isa(),
+            "threads": kernels.get_threads(),
+        }
+        self.ids = prompt_of(self.e.encode, a["prompt_tokens"])
+        self.gen = a["gen_tokens"]
+
+    def run(self) -> dict[str, float]:
+        self.e.reset()
+        g = self.e.generate(self.ids, self.gen, stop_ids=set())
+        return {"prefill": g.timings.prefill_tok_s, "decode": g.timings.decode_tok_s}
 
 
-def _work_llama_cpp(path: str, a: dict[str, Any]) -> dict[str, Any]:
-    import llama_cpp
+class _LlamaCppEngine:
+    def __init__(self, path: str, a: dict[str, Any]):
+        import llama_cpp
 
-    t0 = time.perf_counter()
-    llm = llama_cpp.Llama(
-        path,
-        n_ctx=a["ctx"],
-        n_threads=a["threads"],
-        n_threads_batch=a["threads"],
-        n_batch=512,
-        verbose=False,
-    )
-    load_s = time.perf_counter() - t0
-    n_vocab = llm.n_vocab()
+        self.lib = llama_cpp
+        t0 = time.perf_counter()
+        self.llm = llama_cpp.Llama(
+            path,
+            n_ctx=a["ctx"],
+            n_threads=a["threads"],
+            n_threads_batch=a["threads"],
+            n_batch=512,
+            verbose=False,
+        )
+        load_s = time.perf_counter() - t0
+        self.n_vocab = self.llm.n_vocab()
+        t1 = time.perf_counter()
+        self.llm.eval(self.llm.tokenize(SHORT_PROMPT.encode(), add_bos=True))
+        int(self._last_logits().argmax())
+        self.info = {
+            "load_s": load_s,
+            "ttft_s": load_s + time.perf_counter() - t1,
+            "version": llama_cpp.__version__,
+        }
+        tokenize = self.llm.tokenize
+        self.ids = prompt_of(lambda s: tokenize(s.encode(), add_bos=True), a["prompt_tokens"])
+        self.gen = a["gen_tokens"]
 
-    def last_logits() -> np.ndarray:
-        ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+    def _last_logits(self) -> np.ndarray:
+        ptr = self.lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
-    t1 = time.perf_counter()
-    llm.eval(llm.tokenize(SHORT_PROMPT.encode(), add_bos=True))
-    int(last_logits().argmax())
-    ttft = load_s + time.perf_counter() - t1
-    ids = prompt_of(lambda s: llm.tokenize(s.encode(), add_bos=True), a["prompt_tokens"])
-    prefill, decode = [], []
-    for _ in range(a["repeat"]):
-        llm.reset()
+    def run(self) -> dict[str, float]:
+        self.llm.reset()
         t = time.perf_counter()
-        llm.eval(ids)
-        prefill.append(len(ids) / (time.perf_counter() - t))
-        tok = int(last_logits().argmax())
+        self.llm.eval(self.ids)
+        prefill = len(self.ids) / (time.perf_counter() - t)
+        tok = int(self._last_logits().argmax())
         t = time.perf_counter()
-        for _ in range(a["gen_tokens"] - 1):
-            llm.eval([tok])
-            tok = int(last_logits().argmax())
-        decode.append((a["gen_tokens"] - 1) / (time.perf_counter() - t))
-    return {
-        "load_s": load_s,
-        "ttft_s": ttft,
-        "prefill": prefill,
-        "decode": decode,
-        "version": llama_cpp.__version__,
-    }
+        for _ in range(self.gen - 1):
+            self.llm.eval([tok])
+            tok = int(self._last_logits().argmax())
+        return {"prefill": prefill, "decode": (self.gen - 1) / (time.perf_counter() - t)}
 
 
-def worker(engine: str, path: str, args: dict[str, Any]) -> None:
+def worker(engine: str, path: str, args: dict[str, Any], commands: Any = None) -> None:
+    """The child's side of the protocol above (commands: stdin, or any iterable of lines)."""
     from ggufref.errors import GgufrefError
 
-    fn = _work_ggufref if engine == "ggufref" else _work_llama_cpp
+    def say(obj: dict[str, Any]) -> None:
+        print(json.dumps(obj), flush=True)
+
     try:
-        out = fn(path, args)
+        e = (_GgufrefEngine if engine == "ggufref" else _LlamaCppEngine)(path, args)
     except GgufrefError as err:  # e.g. --weights dequantized refusing: one line for the parent
-        print(json.dumps({"error": str(err)}))
+        say({"error": str(err)})
         return
-    out["peak_rss_mb"] = peak_rss_mb()
-    print(json.dumps(out))
+    say(e.info)
+    for line in sys.stdin if commands is None else commands:
+        if line.strip() == "run":
+            say(e.run())
+        else:  # "quit", or anything else: stop
+            break
+    say({"peak_rss_mb": peak_rss_mb()})
 
 
 # --- the parent: run both, summarise ---------------------------------------------------------
@@ -162,22 +178,72 @@ def _spread(xs: list[float]) -> dict[str, float]:
     }
 
 
-def run_engine(engine: str, path: str, args: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "ggufref.bench", "worker", engine, path, json.dumps(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{engine} benchmark failed: {tail}")
-    raw = json.loads(proc.stdout.strip().splitlines()[-1])
-    if "error" in raw:
-        return {"error": raw["error"]}
+class Worker:
+    """A running worker process: its load figures, one repeat per run(), peak RSS at quit()."""
+
+    def __init__(self, engine: str, path: str, args: dict[str, Any]):
+        self.engine = engine
+        cmd = [sys.executable, "-m", "ggufref.bench", "worker", engine, path, json.dumps(args)]
+        # stderr to a file: a chatty child never blocks on a full pipe (closed in close())
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True
+        )
+        self.info = self._answer()
+        self.prefill: list[float] = []
+        self.decode: list[float] = []
+        if "error" in self.info:
+            self.proc.wait()
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self.stderr.seek(0)
+            tail = (self.stderr.read().strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"{self.engine} benchmark failed: {tail}")
+        return dict(json.loads(line))
+
+    def _send(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def run(self) -> None:
+        r = self._send("run")
+        self.prefill.append(r["prefill"])
+        self.decode.append(r["decode"])
+
+    def quit(self) -> float:
+        rss = float(self._send("quit")["peak_rss_mb"])
+        self.proc.wait()
+        return rss
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+def alternate(workers: list[Any], repeat: int) -> None:
+    """repeat runs of each worker, alternating, and the order reversed every other round (A B,
+    B A, A B, ...) so that a slow drift of the machine favours neither."""
+    for r in range(repeat):
+        for w in workers if r % 2 == 0 else workers[::-1]:
+            w.run()
+
+
+def summary(w: Any, peak_rss_mb: float) -> dict[str, Any]:
     return {
-        "load_s": round(raw["load_s"], 3),
-        "ttft_s": round(raw["ttft_s"], 3),
-        "prefill_tok_s": _spread(raw["prefill"]),
-        "decode_tok_s": _spread(raw["decode"]),
-        "peak_rss_mb": round(raw["peak_rss_mb"], 1),
-        **{k: raw[k] for k in ("isa", "version") if k in raw},
+        "load_s": round(w.info["load_s"], 3),
+        "ttft_s": round(w.info["ttft_s"], 3),
+        "prefill_tok_s": _spread(w.prefill),
+        "decode_tok_s": _spread(w.decode),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        **{k: w.info[k] for k in ("isa", "version") if k in w.info},
     }
 
 
@@ -255,8 +321,8 @@ def stream_read_gb_s(threads: int) -> float:
 #            "error": "one line" (only when ggufref could not run, e.g. FP32 does not fit)}]}
 # E = {"load_s", "ttft_s", "prefill_tok_s": {median, min, max}, "decode_tok_s": {...},
 #      "peak_rss_mb", "decode_weight_gb_s", "isa" (ggufref) | "version" (llama.cpp)}
-# Ratios are ggufref / llama.cpp in the same run; a dequantized run's ratios compare it with
-# llama.cpp's quantized figures from the same model's quantized run.
+# Ratios are ggufref / llama.cpp in the same run: llama.cpp's figures in a run are its repeats
+# alternated with that run's (for a dequantized run too: llama.cpp itself always runs quantized).
 # end::bench_schema[]
 SCHEMA = 2
 
@@ -289,29 +355,64 @@ def benchmark(
         "runs": [],
     }
     for path in paths:
-        cpp = run_engine("llama.cpp", path, args) if compare else None
-        for mode in weights:
-            result["runs"].append(_one_run(path, mode, args, cpp))
+        result["runs"] += _model_runs(path, weights, args, compare)
     return result
 
 
-def _one_run(
-    path: str, mode: str, args: dict[str, Any], cpp: dict[str, Any] | None
-) -> dict[str, Any]:
-    run: dict[str, Any] = {
-        "model": os.path.basename(path),
-        "weights": mode,
-        "file_bytes": os.path.getsize(path),
-        "decode_weight_bytes": decode_weight_bytes(path, mode),
-        "engines": {},
-    }
-    ours = run_engine("ggufref", path, {**args, "weights": mode})
-    if "error" in ours:
-        run["error"] = ours["error"]
-    else:
-        run["engines"]["ggufref"] = ours
-    if cpp is not None and "error" not in cpp:
-        run["engines"]["llama.cpp"] = dict(cpp)
+def _model_runs(
+    path: str, weights: tuple[str, ...], args: dict[str, Any], compare: bool
+) -> list[dict[str, Any]]:
+    """One model: llama.cpp's worker (when comparing) stays up while each weights mode's
+    ggufref worker starts in turn, and their repeats alternate. A mode ggufref cannot run
+    (FP32 does not fit) keeps its error and shows all of llama.cpp's repeats."""
+    runs: list[dict[str, Any]] = []
+    paired: list[slice] = []  # which of llama.cpp's repeats went with each run
+    cpp = Worker("llama.cpp", path, args) if compare else None
+    try:
+        for mode in weights:
+            run: dict[str, Any] = {
+                "model": os.path.basename(path),
+                "weights": mode,
+                "file_bytes": os.path.getsize(path),
+                "decode_weight_bytes": decode_weight_bytes(path, mode),
+                "engines": {},
+            }
+            ours = Worker("ggufref", path, {**args, "weights": mode})
+            try:
+                if "error" in ours.info:
+                    run["error"] = ours.info["error"]
+                    paired.append(slice(None))
+                else:
+                    first = len(cpp.decode) if cpp else 0
+                    alternate([w for w in (cpp, ours) if w is not None], args["repeat"])
+                    run["engines"]["ggufref"] = summary(ours, ours.quit())
+                    paired.append(slice(first, first + args["repeat"]))
+            finally:
+                ours.close()
+            runs.append(run)
+        if cpp is not None:
+            if not cpp.decode:  # ggufref ran in no mode: llama.cpp's repeats on their own
+                alternate([cpp], args["repeat"])
+            rss = cpp.quit()
+            for run, which in zip(runs, paired, strict=True):
+                mine = _Repeats(cpp.info, cpp.prefill[which], cpp.decode[which])
+                run["engines"]["llama.cpp"] = summary(mine, rss)
+    finally:
+        if cpp is not None:
+            cpp.close()
+    for run in runs:
+        _add_rates_and_ratios(path, run)
+    return runs
+
+
+class _Repeats:
+    """Some of one worker's repeats (llama.cpp's, paired with one weights mode)."""
+
+    def __init__(self, info: dict[str, Any], prefill: list[float], decode: list[float]):
+        self.info, self.prefill, self.decode = info, prefill, decode
+
+
+def _add_rates_and_ratios(path: str, run: dict[str, Any]) -> None:
     for name, e in run["engines"].items():
         q_bytes = run["decode_weight_bytes"] if name == "ggufref" else decode_weight_bytes(path)
         e["decode_weight_gb_s"] = round(e["decode_tok_s"]["median"] * q_bytes / 1e9, 2)
@@ -323,7 +424,6 @@ def _one_run(
             "peak_rss": round(ours["peak_rss_mb"] / ref["peak_rss_mb"], 3),
             "ttft": round(ours["ttft_s"] / ref["ttft_s"], 3),
         }
-    return run
 
 
 def table(r: dict[str, Any]) -> str:
