@@ -132,7 +132,9 @@ def test_repeats_alternate_and_pair_with_their_run(
         "min": 103,
         "max": 105,
     }
-    assert runs[1]["ratios"]["decode"] == round(201 / 104, 3)
+    # each of ggufref's repeats over the llama.cpp repeat next to it; the ratio is their median
+    assert runs[1]["paired_ratios"]["decode"] == [round(200 / 103, 3), 1.933, round(202 / 105, 3)]
+    assert runs[1]["ratios"]["decode"] == 1.933  # 201 / 104
 
 
 def test_a_refused_mode_shows_llama_cpps_repeats(

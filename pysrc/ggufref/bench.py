@@ -318,11 +318,15 @@ def stream_read_gb_s(threads: int) -> float:
 #  "threads", "prompt_tokens", "gen_tokens", "repeat", "ctx", "stream_read_gb_s",
 #  "runs": [{"model", "weights": "quantized" | "dequantized", "file_bytes", "decode_weight_bytes",
 #            "engines": {"ggufref": E, "llama.cpp": E}, "ratios": {prefill, decode, peak_rss, ttft},
+#            "paired_ratios": {"prefill": [...], "decode": [...]} (one per repeat),
 #            "error": "one line" (only when ggufref could not run, e.g. FP32 does not fit)}]}
 # E = {"load_s", "ttft_s", "prefill_tok_s": {median, min, max}, "decode_tok_s": {...},
 #      "peak_rss_mb", "decode_weight_gb_s", "isa" (ggufref) | "version" (llama.cpp)}
 # Ratios are ggufref / llama.cpp in the same run: llama.cpp's figures in a run are its repeats
 # alternated with that run's (for a dequantized run too: llama.cpp itself always runs quantized).
+# "paired_ratios": {"prefill": [...], "decode": [...]}, ggufref's repeat i over llama.cpp's
+# repeat i (run next to each other); ratios.prefill and ratios.decode are their medians, which
+# cancel a drift of the machine better than the ratio of the two medians.
 # end::bench_schema[]
 SCHEMA = 2
 
@@ -367,6 +371,7 @@ def _model_runs(
     (FP32 does not fit) keeps its error and shows all of llama.cpp's repeats."""
     runs: list[dict[str, Any]] = []
     paired: list[slice] = []  # which of llama.cpp's repeats went with each run
+    ours_repeats: list[tuple[list[float], list[float]] | None] = []  # (prefill, decode)
     cpp = Worker("llama.cpp", path, args) if compare else None
     try:
         for mode in weights:
@@ -382,11 +387,13 @@ def _model_runs(
                 if "error" in ours.info:
                     run["error"] = ours.info["error"]
                     paired.append(slice(None))
+                    ours_repeats.append(None)
                 else:
                     first = len(cpp.decode) if cpp else 0
                     alternate([w for w in (cpp, ours) if w is not None], args["repeat"])
                     run["engines"]["ggufref"] = summary(ours, ours.quit())
                     paired.append(slice(first, first + args["repeat"]))
+                    ours_repeats.append((ours.prefill, ours.decode))
             finally:
                 ours.close()
             runs.append(run)
@@ -394,9 +401,18 @@ def _model_runs(
             if not cpp.decode:  # ggufref ran in no mode: llama.cpp's repeats on their own
                 alternate([cpp], args["repeat"])
             rss = cpp.quit()
-            for run, which in zip(runs, paired, strict=True):
-                mine = _Repeats(cpp.info, cpp.prefill[which], cpp.decode[which])
-                run["engines"]["llama.cpp"] = summary(mine, rss)
+            for run, which, mine in zip(runs, paired, ours_repeats, strict=True):
+                ref = _Repeats(cpp.info, cpp.prefill[which], cpp.decode[which])
+                run["engines"]["llama.cpp"] = summary(ref, rss)
+                if mine is not None:
+                    run["paired_ratios"] = {
+                        "prefill": [
+                            round(a / b, 3) for a, b in zip(mine[0], ref.prefill, strict=True)
+                        ],
+                        "decode": [
+                            round(a / b, 3) for a, b in zip(mine[1], ref.decode, strict=True)
+                        ],
+                    }
     finally:
         if cpp is not None:
             cpp.close()
@@ -418,9 +434,10 @@ def _add_rates_and_ratios(path: str, run: dict[str, Any]) -> None:
         e["decode_weight_gb_s"] = round(e["decode_tok_s"]["median"] * q_bytes / 1e9, 2)
     if len(run["engines"]) == 2:
         ours, ref = run["engines"]["ggufref"], run["engines"]["llama.cpp"]
+        pairs = run["paired_ratios"]
         run["ratios"] = {
-            "prefill": round(ours["prefill_tok_s"]["median"] / ref["prefill_tok_s"]["median"], 3),
-            "decode": round(ours["decode_tok_s"]["median"] / ref["decode_tok_s"]["median"], 3),
+            "prefill": round(statistics.median(pairs["prefill"]), 3),
+            "decode": round(statistics.median(pairs["decode"]), 3),
             "peak_rss": round(ours["peak_rss_mb"] / ref["peak_rss_mb"], 3),
             "ttft": round(ours["ttft_s"] / ref["ttft_s"], 3),
         }
