@@ -186,8 +186,8 @@ def test_why_page_renders_the_measured_rows_or_says_how_to_measure_them(tmp_path
     (root / "docs" / "data").mkdir(parents=True)
     (root / docs_gen.BENCH_RESULTS).write_text(json.dumps(_runs_fixture()), encoding="utf-8")
     text = docs_gen.render("why-measured.adoc", root)
-    assert "|quantized (the default) |420 MB |30.0 tok/s" in text
-    assert "|dequantized |6100 MB |0.4 tok/s" in text
+    assert "|quantized (the default) |420 MiB |30.0 tok/s" in text
+    assert "|dequantized |6100 MiB |0.4 tok/s" in text
     assert text.count("Not measured yet") == 1  # the synthetic 8B row is still missing
 
 
