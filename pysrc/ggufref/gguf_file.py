@@ -171,9 +171,9 @@ class _Parser:
         )
 
     def string_table(self, count: int, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """A string array as (starts, lengths): a 262144-token vocabulary opens in a few ms and
-        a few MB instead of one Python object per token. The walk from string to string is a
-        C loop (csrc/strings.c); a string that does not fit is reported here."""
+        """A string array as (starts, lengths): a 262144-token vocabulary becomes two int64
+        arrays, not one Python object per token. The walk from string to string is a C loop
+        (csrc/strings.c); a string that does not fit is reported here."""
         if count > (self.size - self.pos) // 8:  # each string takes at least its u64 length
             self.take(self.size + 1, f"array of {count} strings ({key})")  # raises
         starts = np.empty(count, dtype=np.int64)
@@ -602,7 +602,7 @@ def _strings(mm: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[st
 def _strings_in_one_decode(
     mm: np.ndarray, starts: np.ndarray, lengths: np.ndarray
 ) -> list[str] | None:
-    """The same strings with one decode for the whole table (a vocabulary in ~20 ms).
+    """The same strings with one decode for the whole table instead of one per string.
 
     The byte range is copied once; one byte of each gap between strings (the next string's
     length field) becomes a NUL separator and the rest of the gap is dropped; the text is split
