@@ -236,14 +236,17 @@ def alternate(workers: list[Any], repeat: int) -> None:
             w.run()
 
 
-def summary(w: Any, peak_rss_mb: float) -> dict[str, Any]:
+def summary(
+    info: dict[str, Any], prefill: list[float], decode: list[float], peak_rss_mb: float
+) -> dict[str, Any]:
+    """One engine's entry E of a run (schema below), from its load figures and repeats."""
     return {
-        "load_s": round(w.info["load_s"], 3),
-        "ttft_s": round(w.info["ttft_s"], 3),
-        "prefill_tok_s": _spread(w.prefill),
-        "decode_tok_s": _spread(w.decode),
+        "load_s": round(info["load_s"], 3),
+        "ttft_s": round(info["ttft_s"], 3),
+        "prefill_tok_s": _spread(prefill),
+        "decode_tok_s": _spread(decode),
         "peak_rss_mb": round(peak_rss_mb, 1),
-        **{k: w.info[k] for k in ("isa", "version") if k in w.info},
+        **{k: info[k] for k in ("isa", "version") if k in info},
     }
 
 
@@ -371,7 +374,7 @@ def _model_runs(
     (FP32 does not fit) keeps its error and shows all of llama.cpp's repeats."""
     runs: list[dict[str, Any]] = []
     paired: list[slice] = []  # which of llama.cpp's repeats went with each run
-    ours_repeats: list[tuple[list[float], list[float]] | None] = []  # (prefill, decode)
+    ours_repeats: list[dict[str, list[float]] | None] = []  # ggufref's, per run
     cpp = Worker("llama.cpp", path, args) if compare else None
     try:
         for mode in weights:
@@ -391,9 +394,11 @@ def _model_runs(
                 else:
                     first = len(cpp.decode) if cpp else 0
                     alternate([w for w in (cpp, ours) if w is not None], args["repeat"])
-                    run["engines"]["ggufref"] = summary(ours, ours.quit())
+                    run["engines"]["ggufref"] = summary(
+                        ours.info, ours.prefill, ours.decode, ours.quit()
+                    )
                     paired.append(slice(first, first + args["repeat"]))
-                    ours_repeats.append((ours.prefill, ours.decode))
+                    ours_repeats.append({"prefill": ours.prefill, "decode": ours.decode})
             finally:
                 ours.close()
             runs.append(run)
@@ -402,16 +407,12 @@ def _model_runs(
                 alternate([cpp], args["repeat"])
             rss = cpp.quit()
             for run, which, mine in zip(runs, paired, ours_repeats, strict=True):
-                ref = _Repeats(cpp.info, cpp.prefill[which], cpp.decode[which])
-                run["engines"]["llama.cpp"] = summary(ref, rss)
+                ref = {"prefill": cpp.prefill[which], "decode": cpp.decode[which]}
+                run["engines"]["llama.cpp"] = summary(cpp.info, ref["prefill"], ref["decode"], rss)
                 if mine is not None:
                     run["paired_ratios"] = {
-                        "prefill": [
-                            round(a / b, 3) for a, b in zip(mine[0], ref.prefill, strict=True)
-                        ],
-                        "decode": [
-                            round(a / b, 3) for a, b in zip(mine[1], ref.decode, strict=True)
-                        ],
+                        k: [round(a / b, 3) for a, b in zip(mine[k], ref[k], strict=True)]
+                        for k in ("prefill", "decode")
                     }
     finally:
         if cpp is not None:
@@ -419,13 +420,6 @@ def _model_runs(
     for run in runs:
         _add_rates_and_ratios(path, run)
     return runs
-
-
-class _Repeats:
-    """Some of one worker's repeats (llama.cpp's, paired with one weights mode)."""
-
-    def __init__(self, info: dict[str, Any], prefill: list[float], decode: list[float]):
-        self.info, self.prefill, self.decode = info, prefill, decode
 
 
 def _add_rates_and_ratios(path: str, run: dict[str, Any]) -> None:

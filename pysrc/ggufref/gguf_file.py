@@ -610,10 +610,10 @@ def _strings_in_one_decode(
     alone would. None when a string holds a NUL itself (an extra piece) or strings touch.
     """
     count = len(starts)
-    base = int(starts[0])
-    raw = np.array(mm[base : int(starts[-1] + lengths[-1])], dtype=np.uint8)
     if count > 1 and (starts[1:] - (starts[:-1] + lengths[:-1])).min() < 1:
         return None
+    base = int(starts[0])
+    raw = np.array(mm[base : int(starts[-1] + lengths[-1])], dtype=np.uint8)
     edges = np.zeros(len(raw) + 1, dtype=np.int8)  # +1 where a string starts, -1 after it
     edges[starts - base] = 1
     edges[starts + lengths - base] -= 1  # (an empty string: +1 and -1 at the same byte)

@@ -223,7 +223,7 @@ class Tokenizer:
         self._configure(meta, origin)
         self._find_end_of_generation(meta)
         # Special tokens are cut out longest first (llama.cpp sorts by byte length).
-        attrs = np.frombuffer(self.attrs, dtype=np.intc)  # _find_end_of_generation changed some
+        # (attrs is a view of self.attrs: it sees what _find_end_of_generation changed)
         special = np.flatnonzero(attrs & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)).tolist()
         special.sort(key=lambda i: -len(self.tokens[i].encode("utf-8")))
         self._special_all = special
